@@ -1,0 +1,1 @@
+//! The health-code domain of Tongban.
