@@ -1,0 +1,415 @@
+//! The embedded backend: the default store, on disk in one redb file.
+//!
+//! - [`layout`]: tables, encodings and the format version.
+//! - [`writer`]: the one writer thread, group commit, expected-revision
+//!   checks, idempotency, metadata, deletes.
+//! - [`read`]: stream and `$all` reads, chain verification.
+//! - [`subscription`]: catch-up subscriptions.
+//!
+//! Durability: every commit is `Durability::Immediate` (redb fsyncs before
+//! `commit` returns), and an append is answered only after its commit.
+//! Readers use MVCC read transactions and never block the writer.
+
+pub mod layout;
+mod read;
+mod subscription;
+mod writer;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::chain::{ChainHash, ChainReport, Head};
+use crate::error::StoreError;
+use crate::event::{AppendResult, EventData, ExpectedRevision, Position, RecordedEvent};
+use crate::filter::EventFilter;
+use crate::metadata::{StreamMetadata, StreamMetadataResult};
+use crate::store::{Direction, EventStore, PositionRange, ReadFrom, SubscribeFrom, Subscription};
+use crate::stream_name::StreamName;
+use layout::{StoredEvent, EVENTS, FORMAT_KEY, FORMAT_MARKER, FORMAT_VERSION, META, VERSION_KEY};
+use writer::{Cursor, WriteOp, WriteRequest};
+
+/// Appends waiting for the writer before new ones wait for room.
+const QUEUE_DEPTH: usize = 8192;
+
+pub(crate) fn storage_error<E: Into<redb::Error>>(
+    context: &'static str,
+) -> impl Fn(E) -> StoreError {
+    move |e| {
+        let e: redb::Error = e.into();
+        StoreError::io(context, e)
+    }
+}
+
+/// The embedded event store. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    writer: mpsc::Sender<WriteRequest>,
+    head: watch::Receiver<Option<Head>>,
+    writer_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store in `dir`, creating the directory and an empty store
+    /// if there is none. A directory holding a file that is not a Tongban
+    /// store, or a store of another format version, is refused untouched.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::io(format!("creating the data directory {}", dir.display()), e)
+        })?;
+        let path = dir.join(layout::FILE_NAME);
+        let db = if path.exists() {
+            open_existing(&path)?
+        } else {
+            create_new(&path)?
+        };
+        let db = Arc::new(db);
+        let cursor = load_cursor(&db)?;
+        let (head_tx, head_rx) = watch::channel(cursor.head());
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("tongban-store-writer".into())
+            .spawn(move || writer::run(writer_db, rx, cursor, head_tx))
+            .map_err(|e| StoreError::io("starting the writer thread", e))?;
+        tracing::info!(path = %path.display(), head = ?cursor.head(), "event store opened");
+        Ok(Self {
+            db,
+            writer: tx,
+            head: head_rx,
+            writer_thread: Arc::new(Mutex::new(Some(thread))),
+            path: Arc::new(path),
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops the writer once queued appends are committed, and waits for it.
+    /// Other clones of this store can no longer append afterwards.
+    pub async fn close(self) {
+        let Self {
+            writer,
+            writer_thread,
+            db,
+            ..
+        } = self;
+        drop(writer);
+        drop(db);
+        let handle = writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<AppendResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Unavailable {
+            reason: "the event store is closed".into(),
+        };
+        self.writer
+            .send(WriteRequest { op, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.db
+            .begin_read()
+            .map_err(storage_error("starting a read transaction"))
+    }
+}
+
+fn not_a_store(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::NotAStore {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn open_existing(path: &Path) -> Result<Database, StoreError> {
+    // Look at the file before redb does, so that a foreign file is refused
+    // without being touched.
+    let mut magic = [0u8; 9];
+    let mut file =
+        File::open(path).map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+    if file.read_exact(&mut magic).is_err() || magic != layout::REDB_MAGIC {
+        return Err(not_a_store(
+            path,
+            "the file does not start with a store header",
+        ));
+    }
+    drop(file);
+    let db = Database::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable {
+            reason: format!("{} is already open in another process", path.display()),
+        },
+        other => not_a_store(path, other.to_string()),
+    })?;
+    let txn = db
+        .begin_read()
+        .map_err(storage_error("starting a read transaction"))?;
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| not_a_store(path, format!("no format table ({e})")))?;
+    let marker = meta
+        .get(FORMAT_KEY)
+        .map_err(storage_error("reading the format marker"))?
+        .map(|g| g.value().to_vec());
+    if marker.as_deref() != Some(FORMAT_MARKER) {
+        return Err(not_a_store(path, "the format marker is missing"));
+    }
+    let version = meta
+        .get(VERSION_KEY)
+        .map_err(storage_error("reading the format version"))?
+        .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| not_a_store(path, "the format version is missing"))?;
+    if version != FORMAT_VERSION {
+        return Err(StoreError::UnsupportedFormat {
+            path: path.to_path_buf(),
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    drop(meta);
+    drop(txn);
+    Ok(db)
+}
+
+fn create_new(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(storage_error("creating the store file"))?;
+    let txn = db
+        .begin_write()
+        .map_err(storage_error("starting a write transaction"))?;
+    {
+        let mut meta = txn
+            .open_table(META)
+            .map_err(storage_error("creating the format table"))?;
+        meta.insert(FORMAT_KEY, FORMAT_MARKER)
+            .map_err(storage_error("writing the format marker"))?;
+        meta.insert(VERSION_KEY, FORMAT_VERSION.to_be_bytes().as_slice())
+            .map_err(storage_error("writing the format version"))?;
+        // Create every table so that readers never meet a missing one.
+        txn.open_table(EVENTS)
+            .map_err(storage_error("creating tables"))?;
+        txn.open_table(layout::STREAMS)
+            .map_err(storage_error("creating tables"))?;
+        txn.open_table(layout::STREAM_INDEX)
+            .map_err(storage_error("creating tables"))?;
+        txn.open_table(layout::EVENT_IDS)
+            .map_err(storage_error("creating tables"))?;
+    }
+    txn.commit()
+        .map_err(storage_error("committing the new store"))?;
+    Ok(db)
+}
+
+fn load_cursor(db: &Database) -> Result<Cursor, StoreError> {
+    let txn = db
+        .begin_read()
+        .map_err(storage_error("starting a read transaction"))?;
+    let events = txn
+        .open_table(EVENTS)
+        .map_err(storage_error("opening the events table"))?;
+    let last = events
+        .last()
+        .map_err(storage_error("reading the last event"))?;
+    Ok(match last {
+        None => Cursor {
+            next_position: 0,
+            last_hash: ChainHash::GENESIS,
+            last_recorded_at_micros: i64::MIN,
+        },
+        Some((key, value)) => {
+            let position = key.value();
+            let stored = StoredEvent::decode(position, value.value())?;
+            Cursor {
+                next_position: position + 1,
+                last_hash: ChainHash(stored.hash),
+                last_recorded_at_micros: stored.recorded_at_micros,
+            }
+        }
+    })
+}
+
+/// Checks an append before it reaches the writer, so the writer thread only
+/// does what must be serial.
+fn validate_append(stream: &StreamName, events: &[EventData]) -> Result<(), StoreError> {
+    stream.ensure_writable()?;
+    if events.is_empty() {
+        return Err(StoreError::InvalidInput {
+            field: "events".into(),
+            rule: "an append needs at least one event".into(),
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        event.validate(index)?;
+        if !seen.insert(event.id) {
+            return Err(StoreError::InvalidInput {
+                field: format!("events[{index}].id"),
+                rule: format!("event id {} appears twice in one append", event.id),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for EmbeddedStore {
+    #[tracing::instrument(name = "store.append", skip(self, events), fields(stream = %stream, events = events.len()))]
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        validate_append(stream, &events)?;
+        self.write(WriteOp::Append {
+            stream: stream.clone(),
+            expected,
+            events,
+        })
+        .await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: ReadFrom<u64>,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read::read_stream(&self.read_txn()?, stream, direction, from, max_count)
+    }
+
+    async fn read_all(
+        &self,
+        direction: Direction,
+        from: ReadFrom<Position>,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let scan = read::scan_all(
+            &self.read_txn()?,
+            direction,
+            from,
+            max_count,
+            usize::MAX,
+            filter,
+        )?;
+        Ok(scan.events)
+    }
+
+    fn subscribe_to_stream(&self, stream: &StreamName, from: SubscribeFrom<u64>) -> Subscription {
+        subscription::subscribe_stream(self.db.clone(), self.head.clone(), stream.clone(), from)
+    }
+
+    fn subscribe_to_all(&self, from: SubscribeFrom<Position>, filter: EventFilter) -> Subscription {
+        subscription::subscribe_all(self.db.clone(), self.head.clone(), from, filter)
+    }
+
+    async fn get_stream_metadata(
+        &self,
+        stream: &StreamName,
+    ) -> Result<StreamMetadataResult, StoreError> {
+        let txn = self.read_txn()?;
+        let state = read::stream_state(&txn, stream)?.unwrap_or_default();
+        if state.tombstoned {
+            return Err(StoreError::StreamDeleted {
+                stream: stream.to_string(),
+            });
+        }
+        let meta_state = read::stream_state(&txn, &stream.metadata_stream())?;
+        Ok(StreamMetadataResult {
+            metadata: state.metadata(),
+            revision: meta_state.and_then(|s| s.last_revision),
+        })
+    }
+
+    #[tracing::instrument(name = "store.set_metadata", skip(self, metadata), fields(stream = %stream))]
+    async fn set_stream_metadata(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        metadata: StreamMetadata,
+    ) -> Result<AppendResult, StoreError> {
+        stream.ensure_writable()?;
+        metadata.validate()?;
+        self.write(WriteOp::SetMetadata {
+            stream: stream.clone(),
+            expected,
+            metadata,
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "store.delete", skip(self), fields(stream = %stream))]
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<Position, StoreError> {
+        stream.ensure_writable()?;
+        let result = self
+            .write(WriteOp::Delete {
+                stream: stream.clone(),
+                expected,
+            })
+            .await?;
+        Ok(result.position)
+    }
+
+    #[tracing::instrument(name = "store.tombstone", skip(self), fields(stream = %stream))]
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<Position, StoreError> {
+        stream.ensure_writable()?;
+        let result = self
+            .write(WriteOp::Tombstone {
+                stream: stream.clone(),
+                expected,
+            })
+            .await?;
+        Ok(result.position)
+    }
+
+    async fn head(&self) -> Result<Option<Head>, StoreError> {
+        Ok(*self.head.borrow())
+    }
+
+    async fn verify_chain(&self, range: PositionRange) -> Result<ChainReport, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db
+                .begin_read()
+                .map_err(storage_error("starting a read transaction"))?;
+            read::verify_chain(&txn, range)
+        })
+        .await
+        .map_err(|e| StoreError::io("verifying the chain", e))?
+    }
+}

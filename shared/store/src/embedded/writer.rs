@@ -1,0 +1,466 @@
+//! The single writer thread and its group commit.
+//!
+//! Appends from every task queue up here. The writer takes everything that is
+//! waiting, applies each request in turn inside one write transaction (each
+//! with its own expected-revision check, so one request's failure writes
+//! nothing of it and does not affect the others), commits once with an fsync,
+//! and only then answers every request and publishes the new head. While it
+//! syncs, new requests gather for the next commit, so durability does not cap
+//! throughput at the disk's sync rate.
+
+use std::sync::Arc;
+
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::layout::{StoredEvent, StreamState, EVENTS, EVENT_IDS, STREAMS, STREAM_INDEX};
+use super::storage_error;
+use crate::chain::{ChainHash, Head};
+use crate::error::StoreError;
+use crate::event::{
+    micros_of, AppendResult, CurrentRevision, EventData, ExpectedRevision, Position,
+};
+use crate::metadata::{StreamMetadata, METADATA_EVENT_TYPE, TOMBSTONE_EVENT_TYPE};
+use crate::stream_name::StreamName;
+
+/// Most requests one commit takes.
+const MAX_BATCH_REQUESTS: usize = 4096;
+/// Most payload bytes one commit takes (a single larger request still goes alone).
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+pub(crate) enum WriteOp {
+    Append {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    },
+    SetMetadata {
+        stream: StreamName,
+        expected: ExpectedRevision,
+        metadata: StreamMetadata,
+    },
+    Delete {
+        stream: StreamName,
+        expected: ExpectedRevision,
+    },
+    Tombstone {
+        stream: StreamName,
+        expected: ExpectedRevision,
+    },
+}
+
+impl WriteOp {
+    fn size(&self) -> usize {
+        match self {
+            WriteOp::Append { events, .. } => events.iter().map(EventData::size).sum(),
+            _ => 256,
+        }
+    }
+}
+
+pub(crate) struct WriteRequest {
+    pub op: WriteOp,
+    pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+/// Where the log ends: the next position, the last hash, the last time.
+#[derive(Clone, Copy)]
+pub(crate) struct Cursor {
+    pub next_position: u64,
+    pub last_hash: ChainHash,
+    pub last_recorded_at_micros: i64,
+}
+
+impl Cursor {
+    pub fn head(&self) -> Option<Head> {
+        self.next_position.checked_sub(1).map(|p| Head {
+            position: Position(p),
+            hash: self.last_hash,
+        })
+    }
+}
+
+pub(crate) fn run(
+    db: Arc<Database>,
+    mut requests: mpsc::Receiver<WriteRequest>,
+    mut cursor: Cursor,
+    head: watch::Sender<Option<Head>>,
+) {
+    let mut batch: Vec<WriteRequest> = Vec::with_capacity(256);
+    while let Some(first) = requests.blocking_recv() {
+        let mut bytes = first.op.size();
+        batch.push(first);
+        while batch.len() < MAX_BATCH_REQUESTS && bytes < MAX_BATCH_BYTES {
+            match requests.try_recv() {
+                Ok(next) => {
+                    bytes += next.op.size();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let span = tracing::debug_span!("commit", requests = batch.len(), bytes);
+        let _entered = span.enter();
+        let (ops, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.op, r.reply)).unzip();
+        match commit_batch(&db, ops, cursor) {
+            Ok((outcomes, committed)) => {
+                cursor = committed;
+                // Publish before answering, so that a writer that reads right
+                // after its append returns finds the head already moved.
+                head.send_replace(cursor.head());
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "commit failed; every append in the batch is refused");
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+    tracing::debug!("event store writer stopped");
+}
+
+type Outcomes = Vec<Result<AppendResult, StoreError>>;
+
+fn commit_batch(
+    db: &Database,
+    ops: Vec<WriteOp>,
+    start: Cursor,
+) -> Result<(Outcomes, Cursor), StoreError> {
+    let mut txn = db
+        .begin_write()
+        .map_err(storage_error("starting a write transaction"))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(storage_error("asking for durable commits"))?;
+    let mut cursor = start;
+    let now = micros_of(OffsetDateTime::now_utc());
+    // Recorded-at never goes backwards in `$all`, even if the clock does.
+    cursor.last_recorded_at_micros = cursor.last_recorded_at_micros.max(now);
+    let outcomes = {
+        let mut tables = Tables::open(&txn)?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            outcomes.push(tables.apply(op, &mut cursor)?);
+        }
+        outcomes
+    };
+    txn.commit().map_err(storage_error("committing appends"))?;
+    Ok((outcomes, cursor))
+}
+
+struct Tables<'txn> {
+    events: Table<'txn, u64, &'static [u8]>,
+    streams: Table<'txn, &'static str, &'static [u8]>,
+    stream_index: Table<'txn, (&'static str, u64), u64>,
+    event_ids: Table<'txn, u128, u64>,
+}
+
+/// The outcome of one request: the outer error aborts the whole commit (the
+/// storage failed); the inner one refuses only this request.
+type Applied = Result<Result<AppendResult, StoreError>, StoreError>;
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        let open = storage_error("opening tables");
+        Ok(Self {
+            events: txn.open_table(EVENTS).map_err(&open)?,
+            streams: txn.open_table(STREAMS).map_err(&open)?,
+            stream_index: txn.open_table(STREAM_INDEX).map_err(&open)?,
+            event_ids: txn.open_table(EVENT_IDS).map_err(&open)?,
+        })
+    }
+
+    fn apply(&mut self, op: WriteOp, cursor: &mut Cursor) -> Applied {
+        match op {
+            WriteOp::Append {
+                stream,
+                expected,
+                events,
+            } => self.append(&stream, expected, &events, cursor),
+            WriteOp::SetMetadata {
+                stream,
+                expected,
+                metadata,
+            } => self.set_metadata(&stream, expected, metadata, cursor),
+            WriteOp::Delete { stream, expected } => self.delete(&stream, expected, cursor),
+            WriteOp::Tombstone { stream, expected } => self.tombstone(&stream, expected, cursor),
+        }
+    }
+
+    fn state(&self, stream: &StreamName) -> Result<StreamState, StoreError> {
+        match self
+            .streams
+            .get(stream.as_str())
+            .map_err(storage_error("reading a stream's state"))?
+        {
+            Some(bytes) => StreamState::decode(stream.as_str(), bytes.value()),
+            None => Ok(StreamState::default()),
+        }
+    }
+
+    fn put_state(&mut self, stream: &StreamName, state: &StreamState) -> Result<(), StoreError> {
+        let bytes = state.encode()?;
+        self.streams
+            .insert(stream.as_str(), bytes.as_slice())
+            .map_err(storage_error("writing a stream's state"))?;
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: &[EventData],
+        cursor: &mut Cursor,
+    ) -> Applied {
+        let mut state = self.state(stream)?;
+        if state.tombstoned {
+            return Ok(Err(StoreError::StreamDeleted {
+                stream: stream.to_string(),
+            }));
+        }
+        let truncate_before = state.truncate_before();
+        if let Some(done) = self.already_appended(stream, expected, events, truncate_before)? {
+            return Ok(Ok(done));
+        }
+        let current = state.current(truncate_before);
+        if let Err(e) = check_expected(stream, expected, current) {
+            return Ok(Err(e));
+        }
+        let result = self.write_events(stream, &mut state, events, cursor)?;
+        self.put_state(stream, &state)?;
+        Ok(Ok(result))
+    }
+
+    /// Idempotency: if these exact event ids already follow each other in
+    /// this stream where `expected` says they go, answer the original result.
+    fn already_appended(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: &[EventData],
+        truncate_before: u64,
+    ) -> Result<Option<AppendResult>, StoreError> {
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        let read = storage_error("checking event ids");
+        let Some(first_position) = self
+            .event_ids
+            .get(first.id.as_u128())
+            .map_err(&read)?
+            .map(|g| g.value())
+        else {
+            return Ok(None);
+        };
+        let Some(first_revision) = self.revision_at(stream, first_position, &first.id)? else {
+            return Ok(None);
+        };
+        let fits = match expected {
+            ExpectedRevision::Any | ExpectedRevision::StreamExists => true,
+            ExpectedRevision::NoStream => first_revision == truncate_before,
+            ExpectedRevision::Exact(n) => first_revision == n.saturating_add(1),
+        };
+        if !fits {
+            return Ok(None);
+        }
+        let mut last_position = first_position;
+        for (offset, event) in events.iter().enumerate().skip(1) {
+            let revision = first_revision + offset as u64;
+            let Some(position) = self
+                .stream_index
+                .get((stream.as_str(), revision))
+                .map_err(&read)?
+                .map(|g| g.value())
+            else {
+                return Ok(None);
+            };
+            if self.revision_at(stream, position, &event.id)? != Some(revision) {
+                return Ok(None);
+            }
+            last_position = position;
+        }
+        Ok(Some(AppendResult {
+            next_expected_revision: first_revision + events.len() as u64 - 1,
+            first_position: Position(first_position),
+            position: Position(last_position),
+        }))
+    }
+
+    /// The revision of the event at `position` if it is `id` in `stream`.
+    fn revision_at(
+        &self,
+        stream: &StreamName,
+        position: u64,
+        id: &uuid::Uuid,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(bytes) = self
+            .events
+            .get(position)
+            .map_err(storage_error("reading an event"))?
+        else {
+            return Ok(None);
+        };
+        let stored = StoredEvent::decode(position, bytes.value())?;
+        Ok(
+            (stored.stream == stream.as_str() && stored.id == *id.as_bytes())
+                .then_some(stored.revision),
+        )
+    }
+
+    fn write_events(
+        &mut self,
+        stream: &StreamName,
+        state: &mut StreamState,
+        events: &[EventData],
+        cursor: &mut Cursor,
+    ) -> Result<AppendResult, StoreError> {
+        let first_position = cursor.next_position;
+        let write = storage_error("writing an event");
+        for event in events {
+            let revision = state.next_revision();
+            let position = cursor.next_position;
+            let mut stored = StoredEvent {
+                stream: stream.as_str(),
+                revision,
+                id: *event.id.as_bytes(),
+                event_type: &event.event_type,
+                data: &event.data,
+                metadata: &event.metadata,
+                recorded_at_micros: cursor.last_recorded_at_micros,
+                hash: [0; 32],
+            };
+            let hash = stored.link(position).hash(&cursor.last_hash);
+            stored.hash = hash.0;
+            let bytes = stored.encode()?;
+            self.events
+                .insert(position, bytes.as_slice())
+                .map_err(&write)?;
+            self.stream_index
+                .insert((stream.as_str(), revision), position)
+                .map_err(&write)?;
+            self.event_ids
+                .insert(event.id.as_u128(), position)
+                .map_err(&write)?;
+            state.last_revision = Some(revision);
+            cursor.next_position += 1;
+            cursor.last_hash = hash;
+        }
+        Ok(AppendResult {
+            next_expected_revision: state.last_revision.unwrap_or(0),
+            first_position: Position(first_position),
+            position: Position(cursor.next_position - 1),
+        })
+    }
+
+    fn set_metadata(
+        &mut self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        metadata: StreamMetadata,
+        cursor: &mut Cursor,
+    ) -> Applied {
+        let mut target = self.state(stream)?;
+        if target.tombstoned {
+            return Ok(Err(StoreError::StreamDeleted {
+                stream: stream.to_string(),
+            }));
+        }
+        let meta_stream = stream.metadata_stream();
+        let mut meta_state = self.state(&meta_stream)?;
+        if let Err(e) = check_expected(&meta_stream, expected, meta_state.current(0)) {
+            return Ok(Err(e));
+        }
+        let json = match serde_json::to_vec(&metadata) {
+            Ok(json) => json,
+            Err(e) => {
+                return Ok(Err(StoreError::InvalidInput {
+                    field: "metadata".into(),
+                    rule: format!("cannot be encoded as JSON: {e}"),
+                }))
+            }
+        };
+        let event = EventData::raw(METADATA_EVENT_TYPE, json.clone());
+        let result = self.write_events(&meta_stream, &mut meta_state, &[event], cursor)?;
+        self.put_state(&meta_stream, &meta_state)?;
+        target.metadata_json = Some(json);
+        self.put_state(stream, &target)?;
+        Ok(Ok(result))
+    }
+
+    fn delete(
+        &mut self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        cursor: &mut Cursor,
+    ) -> Applied {
+        let state = self.state(stream)?;
+        if state.tombstoned {
+            return Ok(Err(StoreError::StreamDeleted {
+                stream: stream.to_string(),
+            }));
+        }
+        let mut metadata = state.metadata();
+        let current = state.current(metadata.truncate_before.unwrap_or(0));
+        if let Err(e) = check_expected(stream, expected, current) {
+            return Ok(Err(e));
+        }
+        if current == CurrentRevision::NoStream {
+            return Ok(Err(StoreError::StreamNotFound {
+                stream: stream.to_string(),
+            }));
+        }
+        metadata.truncate_before = Some(state.next_revision());
+        self.set_metadata(stream, ExpectedRevision::Any, metadata, cursor)
+    }
+
+    fn tombstone(
+        &mut self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        cursor: &mut Cursor,
+    ) -> Applied {
+        let mut state = self.state(stream)?;
+        if state.tombstoned {
+            return Ok(Err(StoreError::StreamDeleted {
+                stream: stream.to_string(),
+            }));
+        }
+        let current = state.current(state.truncate_before());
+        if let Err(e) = check_expected(stream, expected, current) {
+            return Ok(Err(e));
+        }
+        let event = EventData::raw(TOMBSTONE_EVENT_TYPE, &b"{}"[..]);
+        let result = self.write_events(stream, &mut state, &[event], cursor)?;
+        state.tombstoned = true;
+        self.put_state(stream, &state)?;
+        Ok(Ok(result))
+    }
+}
+
+pub(crate) fn check_expected(
+    stream: &StreamName,
+    expected: ExpectedRevision,
+    actual: CurrentRevision,
+) -> Result<(), StoreError> {
+    let ok = match (expected, actual) {
+        (ExpectedRevision::Any, _) => true,
+        (ExpectedRevision::NoStream, CurrentRevision::NoStream) => true,
+        (ExpectedRevision::StreamExists, CurrentRevision::Current(_)) => true,
+        (ExpectedRevision::Exact(n), CurrentRevision::Current(m)) => n == m,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::WrongExpectedVersion {
+            stream: stream.to_string(),
+            expected,
+            actual,
+        })
+    }
+}
