@@ -7,7 +7,6 @@
 //! | `events` | global position | the event ([`StoredEvent`], postcard) |
 //! | `streams` | stream name | [`StreamState`] (postcard) |
 //! | `stream_index` | (stream name, revision) | global position |
-//! | `event_ids` | event id | global position (idempotent appends) |
 
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
@@ -31,7 +30,6 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 pub const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
 pub const STREAM_INDEX: TableDefinition<(&str, u64), u64> = TableDefinition::new("stream_index");
-pub const EVENT_IDS: TableDefinition<u128, u64> = TableDefinition::new("event_ids");
 
 /// An event as stored under its position, borrowing from the page it was
 /// read from.

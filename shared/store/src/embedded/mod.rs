@@ -10,6 +10,7 @@
 //! `commit` returns), and an append is answered only after its commit.
 //! Readers use MVCC read transactions and never block the writer.
 
+mod id_cache;
 pub mod layout;
 mod read;
 mod subscription;
@@ -82,12 +83,13 @@ impl EmbeddedStore {
         };
         let db = Arc::new(db);
         let cursor = load_cursor(&db)?;
+        let recent_ids = id_cache::IdCache::load(&db, id_cache::RECENT_IDS)?;
         let (head_tx, head_rx) = watch::channel(cursor.head());
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_db = db.clone();
         let thread = std::thread::Builder::new()
             .name("tongban-store-writer".into())
-            .spawn(move || writer::run(writer_db, rx, cursor, head_tx))
+            .spawn(move || writer::run(writer_db, rx, cursor, recent_ids, head_tx))
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
         tracing::info!(path = %path.display(), head = ?cursor.head(), "event store opened");
         Ok(Self {
@@ -160,10 +162,24 @@ fn open_existing(path: &Path) -> Result<Database, StoreError> {
         ));
     }
     drop(file);
-    let db = Database::open(path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable {
-            reason: format!("{} is already open in another process", path.display()),
-        },
+    // Check the format through a read-only handle: redb marks a file it
+    // opens for writing, and a foreign file must stay as it was.
+    check_format(path)?;
+    Database::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => already_open(path),
+        other => not_a_store(path, other.to_string()),
+    })
+}
+
+fn already_open(path: &Path) -> StoreError {
+    StoreError::Unavailable {
+        reason: format!("{} is already open in another process", path.display()),
+    }
+}
+
+fn check_format(path: &Path) -> Result<(), StoreError> {
+    let db = redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => already_open(path),
         other => not_a_store(path, other.to_string()),
     })?;
     let txn = db
@@ -192,9 +208,7 @@ fn open_existing(path: &Path) -> Result<Database, StoreError> {
             supported: FORMAT_VERSION,
         });
     }
-    drop(meta);
-    drop(txn);
-    Ok(db)
+    Ok(())
 }
 
 fn create_new(path: &Path) -> Result<Database, StoreError> {
@@ -216,8 +230,6 @@ fn create_new(path: &Path) -> Result<Database, StoreError> {
         txn.open_table(layout::STREAMS)
             .map_err(storage_error("creating tables"))?;
         txn.open_table(layout::STREAM_INDEX)
-            .map_err(storage_error("creating tables"))?;
-        txn.open_table(layout::EVENT_IDS)
             .map_err(storage_error("creating tables"))?;
     }
     txn.commit()

@@ -14,7 +14,8 @@ use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::layout::{StoredEvent, StreamState, EVENTS, EVENT_IDS, STREAMS, STREAM_INDEX};
+use super::id_cache::IdCache;
+use super::layout::{StoredEvent, StreamState, EVENTS, STREAMS, STREAM_INDEX};
 use super::storage_error;
 use crate::chain::{ChainHash, Head};
 use crate::error::StoreError;
@@ -85,6 +86,7 @@ pub(crate) fn run(
     db: Arc<Database>,
     mut requests: mpsc::Receiver<WriteRequest>,
     mut cursor: Cursor,
+    mut recent_ids: IdCache,
     head: watch::Sender<Option<Head>>,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(256);
@@ -103,9 +105,12 @@ pub(crate) fn run(
         let span = tracing::debug_span!("commit", requests = batch.len(), bytes);
         let _entered = span.enter();
         let (ops, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.op, r.reply)).unzip();
-        match commit_batch(&db, ops, cursor) {
-            Ok((outcomes, committed)) => {
+        match commit_batch(&db, ops, cursor, &recent_ids) {
+            Ok((outcomes, committed, written_ids)) => {
                 cursor = committed;
+                for (id, position) in written_ids {
+                    recent_ids.insert(id, position);
+                }
                 // Publish before answering, so that a writer that reads right
                 // after its append returns finds the head already moved.
                 head.send_replace(cursor.head());
@@ -130,7 +135,8 @@ fn commit_batch(
     db: &Database,
     ops: Vec<WriteOp>,
     start: Cursor,
-) -> Result<(Outcomes, Cursor), StoreError> {
+    recent_ids: &IdCache,
+) -> Result<(Outcomes, Cursor, Vec<(u128, u64)>), StoreError> {
     let mut txn = db
         .begin_write()
         .map_err(storage_error("starting a write transaction"))?;
@@ -140,23 +146,25 @@ fn commit_batch(
     let now = micros_of(OffsetDateTime::now_utc());
     // Recorded-at never goes backwards in `$all`, even if the clock does.
     cursor.last_recorded_at_micros = cursor.last_recorded_at_micros.max(now);
-    let outcomes = {
-        let mut tables = Tables::open(&txn)?;
+    let (outcomes, written_ids) = {
+        let mut tables = Tables::open(&txn, recent_ids)?;
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
             outcomes.push(tables.apply(op, &mut cursor)?);
         }
-        outcomes
+        (outcomes, tables.written_ids)
     };
     txn.commit().map_err(storage_error("committing appends"))?;
-    Ok((outcomes, cursor))
+    Ok((outcomes, cursor, written_ids))
 }
 
 struct Tables<'txn> {
     events: Table<'txn, u64, &'static [u8]>,
     streams: Table<'txn, &'static str, &'static [u8]>,
     stream_index: Table<'txn, (&'static str, u64), u64>,
-    event_ids: Table<'txn, u128, u64>,
+    recent_ids: &'txn IdCache,
+    /// Ids written in this commit, remembered only once it is durable.
+    written_ids: Vec<(u128, u64)>,
 }
 
 /// The outcome of one request: the outer error aborts the whole commit (the
@@ -164,13 +172,14 @@ struct Tables<'txn> {
 type Applied = Result<Result<AppendResult, StoreError>, StoreError>;
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+    fn open(txn: &'txn WriteTransaction, recent_ids: &'txn IdCache) -> Result<Self, StoreError> {
         let open = storage_error("opening tables");
         Ok(Self {
             events: txn.open_table(EVENTS).map_err(&open)?,
             streams: txn.open_table(STREAMS).map_err(&open)?,
             stream_index: txn.open_table(STREAM_INDEX).map_err(&open)?,
-            event_ids: txn.open_table(EVENT_IDS).map_err(&open)?,
+            recent_ids,
+            written_ids: Vec::new(),
         })
     }
 
@@ -248,28 +257,30 @@ impl<'txn> Tables<'txn> {
         let Some(first) = events.first() else {
             return Ok(None);
         };
+        let first_revision = match expected {
+            ExpectedRevision::NoStream => truncate_before,
+            ExpectedRevision::Exact(n) => n.saturating_add(1),
+            ExpectedRevision::Any | ExpectedRevision::StreamExists => {
+                let id = first.id.as_u128();
+                let position = self
+                    .written_ids
+                    .iter()
+                    .rev()
+                    .find(|(written, _)| *written == id)
+                    .map(|(_, p)| *p)
+                    .or_else(|| self.recent_ids.get(id));
+                let Some(position) = position else {
+                    return Ok(None);
+                };
+                match self.revision_at(stream, position, &first.id)? {
+                    Some(revision) => revision,
+                    None => return Ok(None),
+                }
+            }
+        };
         let read = storage_error("checking event ids");
-        let Some(first_position) = self
-            .event_ids
-            .get(first.id.as_u128())
-            .map_err(&read)?
-            .map(|g| g.value())
-        else {
-            return Ok(None);
-        };
-        let Some(first_revision) = self.revision_at(stream, first_position, &first.id)? else {
-            return Ok(None);
-        };
-        let fits = match expected {
-            ExpectedRevision::Any | ExpectedRevision::StreamExists => true,
-            ExpectedRevision::NoStream => first_revision == truncate_before,
-            ExpectedRevision::Exact(n) => first_revision == n.saturating_add(1),
-        };
-        if !fits {
-            return Ok(None);
-        }
-        let mut last_position = first_position;
-        for (offset, event) in events.iter().enumerate().skip(1) {
+        let mut positions = Vec::with_capacity(events.len());
+        for (offset, event) in events.iter().enumerate() {
             let revision = first_revision + offset as u64;
             let Some(position) = self
                 .stream_index
@@ -282,12 +293,12 @@ impl<'txn> Tables<'txn> {
             if self.revision_at(stream, position, &event.id)? != Some(revision) {
                 return Ok(None);
             }
-            last_position = position;
+            positions.push(position);
         }
         Ok(Some(AppendResult {
             next_expected_revision: first_revision + events.len() as u64 - 1,
-            first_position: Position(first_position),
-            position: Position(last_position),
+            first_position: Position(positions[0]),
+            position: Position(positions[positions.len() - 1]),
         }))
     }
 
@@ -343,9 +354,7 @@ impl<'txn> Tables<'txn> {
             self.stream_index
                 .insert((stream.as_str(), revision), position)
                 .map_err(&write)?;
-            self.event_ids
-                .insert(event.id.as_u128(), position)
-                .map_err(&write)?;
+            self.written_ids.push((event.id.as_u128(), position));
             state.last_revision = Some(revision);
             cursor.next_position += 1;
             cursor.last_hash = hash;
@@ -374,6 +383,12 @@ impl<'txn> Tables<'txn> {
         let mut meta_state = self.state(&meta_stream)?;
         if let Err(e) = check_expected(&meta_stream, expected, meta_state.current(0)) {
             return Ok(Err(e));
+        }
+        // A soft delete is not undone by a metadata change that does not
+        // mention it.
+        let mut metadata = metadata;
+        if metadata.truncate_before.is_none() {
+            metadata.truncate_before = target.metadata().truncate_before;
         }
         let json = match serde_json::to_vec(&metadata) {
             Ok(json) => json,

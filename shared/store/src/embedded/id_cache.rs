@@ -1,0 +1,93 @@
+//! Recent event ids, for idempotent appends with `Any` or `StreamExists`.
+//!
+//! Appends with `NoStream` or an exact revision are checked against the
+//! stream itself (the events where the retry says they go), which is exact
+//! for any age. Appends with `Any` have no such place, so, like
+//! EventStoreDB, the store remembers the ids of the most recent events in
+//! memory; a retry within that window writes no duplicate. Keeping ids out
+//! of the on-disk B-trees keeps random page writes out of every commit.
+
+use std::collections::{HashMap, VecDeque};
+
+use redb::ReadableDatabase;
+
+use super::layout::{StoredEvent, EVENTS};
+use super::storage_error;
+use crate::error::StoreError;
+
+/// How many recent event ids are remembered.
+pub const RECENT_IDS: usize = 1 << 20;
+
+pub(crate) struct IdCache {
+    positions: HashMap<u128, u64>,
+    order: VecDeque<u128>,
+    capacity: usize,
+}
+
+impl IdCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            positions: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Fills the cache from the tail of the log.
+    pub fn load(db: &redb::Database, capacity: usize) -> Result<Self, StoreError> {
+        let mut cache = Self::new(capacity);
+        let txn = db
+            .begin_read()
+            .map_err(storage_error("starting a read transaction"))?;
+        let events = txn
+            .open_table(EVENTS)
+            .map_err(storage_error("opening the events table"))?;
+        let mut tail = Vec::new();
+        for entry in events
+            .range(0..)
+            .map_err(storage_error("reading the log tail"))?
+            .rev()
+            .take(capacity)
+        {
+            let (key, value) = entry.map_err(storage_error("reading the log tail"))?;
+            let position = key.value();
+            let stored = StoredEvent::decode(position, value.value())?;
+            tail.push((u128::from_be_bytes(stored.id), position));
+        }
+        for (id, position) in tail.into_iter().rev() {
+            cache.insert(id, position);
+        }
+        Ok(cache)
+    }
+
+    pub fn get(&self, id: u128) -> Option<u64> {
+        self.positions.get(&id).copied()
+    }
+
+    pub fn insert(&mut self, id: u128, position: u64) {
+        if self.positions.insert(id, position).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.positions.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_ids_are_forgotten_first() {
+        let mut cache = IdCache::new(2);
+        cache.insert(1, 10);
+        cache.insert(2, 20);
+        cache.insert(3, 30);
+        assert_eq!(cache.get(1), None);
+        assert_eq!(cache.get(2), Some(20));
+        assert_eq!(cache.get(3), Some(30));
+    }
+}

@@ -1,0 +1,184 @@
+//! The on-disk format: foreign files and other versions are refused
+//! untouched, and a byte changed behind the store's back is found by
+//! `verify_chain`.
+
+use redb::{Database, ReadableTable};
+use tongban_store::embedded::layout::{self, EVENTS, META};
+use tongban_store::{
+    EmbeddedStore, EventData, EventStore, ExpectedRevision, Position, PositionRange, StoreError,
+    StreamName,
+};
+
+async fn store_with_events(dir: &std::path::Path, count: u64) {
+    let store = EmbeddedStore::open(dir).expect("open");
+    let stream = StreamName::parse("person-1").expect("name");
+    for n in 0..count {
+        let event = EventData::json(
+            "TemperatureMeasured",
+            &serde_json::json!({"celsius": 36.5, "n": n}),
+        )
+        .expect("event");
+        store
+            .append(&stream, ExpectedRevision::Any, vec![event])
+            .await
+            .expect("append");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_changed_byte_in_a_stored_event_is_found_at_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    store_with_events(dir.path(), 10).await;
+    {
+        // Change 36.5 into 39.5 in event 6, keeping its stored hash.
+        let db = Database::open(dir.path().join(layout::FILE_NAME)).expect("redb opens");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut events = txn.open_table(EVENTS).expect("events table");
+            let mut bytes = events
+                .get(6)
+                .expect("get")
+                .expect("event 6")
+                .value()
+                .to_vec();
+            let at = bytes
+                .windows(4)
+                .position(|w| w == b"36.5")
+                .expect("the temperature is stored");
+            bytes[at] = b'3';
+            bytes[at + 1] = b'9';
+            events.insert(6, bytes.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    match store.verify_chain(PositionRange::all()).await {
+        Err(StoreError::Corruption { position, .. }) => assert_eq!(position, Position(6)),
+        other => panic!("expected corruption at 6, got {other:?}"),
+    }
+    // The part before the change still verifies.
+    let report = store
+        .verify_chain(PositionRange::between(Position(0), Position(5)))
+        .await
+        .expect("the untouched prefix verifies");
+    assert_eq!(report.events_checked, 6);
+}
+
+#[tokio::test]
+async fn a_removed_event_is_found_as_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    store_with_events(dir.path(), 5).await;
+    {
+        let db = Database::open(dir.path().join(layout::FILE_NAME)).expect("redb opens");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(EVENTS)
+            .expect("events")
+            .remove(2)
+            .expect("remove");
+        txn.commit().expect("commit");
+    }
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    let err = store
+        .verify_chain(PositionRange::all())
+        .await
+        .expect_err("a gap");
+    assert!(
+        matches!(
+            err,
+            StoreError::Corruption {
+                position: Position(2),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused_and_left_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(layout::FILE_NAME);
+    std::fs::write(&path, b"these are somebody's notes").expect("write");
+    let err = EmbeddedStore::open(dir.path()).expect_err("refused");
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+    assert!(std::fs::read(&path).expect("read") == b"these are somebody's notes");
+}
+
+#[test]
+fn a_redb_file_of_another_program_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(layout::FILE_NAME);
+    {
+        let db = Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("write");
+        let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("inventory");
+        txn.open_table(table)
+            .expect("table")
+            .insert("apples", 3)
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let before = std::fs::read(&path).expect("read");
+    let err = EmbeddedStore::open(dir.path()).expect_err("refused");
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+    assert!(
+        std::fs::read(&path).expect("read") == before,
+        "the file was changed"
+    );
+}
+
+#[tokio::test]
+async fn a_store_of_another_format_version_is_refused_and_left_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    store_with_events(dir.path(), 2).await;
+    let path = dir.path().join(layout::FILE_NAME);
+    {
+        let db = Database::open(&path).expect("redb opens");
+        let txn = db.begin_write().expect("write");
+        txn.open_table(META)
+            .expect("meta")
+            .insert(layout::VERSION_KEY, 99u32.to_be_bytes().as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+    let before = std::fs::read(&path).expect("read");
+    let err = EmbeddedStore::open(dir.path()).expect_err("refused");
+    match err {
+        StoreError::UnsupportedFormat {
+            found, supported, ..
+        } => {
+            assert_eq!((found, supported), (99, layout::FORMAT_VERSION));
+        }
+        other => panic!("expected unsupported format, got {other:?}"),
+    }
+    assert!(
+        std::fs::read(&path).expect("read") == before,
+        "the file was changed"
+    );
+}
+
+#[tokio::test]
+async fn a_store_already_open_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let err = EmbeddedStore::open(dir.path()).expect_err("second open refused");
+    assert!(err.to_string().contains("already open"), "{err}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_reopened_store_continues_the_log_and_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    store_with_events(dir.path(), 3).await;
+    store_with_events(dir.path(), 3).await;
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    let head = store.head().await.expect("head").expect("a head");
+    assert_eq!(head.position, Position(5));
+    let report = store
+        .verify_chain(PositionRange::all())
+        .await
+        .expect("verifies");
+    assert_eq!(report.events_checked, 6);
+    assert_eq!(report.last_hash, Some(head.hash));
+}
