@@ -1,6 +1,6 @@
 //! The conformance suite: every backend runs it with one call.
 //!
-//! ```ignore
+//! ```text
 //! tongban_store::testkit::run_conformance(|| async {
 //!     let dir = tempfile::tempdir().unwrap();
 //!     let store = EmbeddedStore::open(dir.path()).unwrap();

@@ -77,16 +77,20 @@ async fn append_run(
     per_writer: usize,
     batch: usize,
 ) -> Result<(f64, Vec<Duration>)> {
-    let start = Instant::now();
-    let mut tasks = Vec::new();
+    // Build every payload first: the run measures the store, not JSON encoding.
+    let mut work = Vec::with_capacity(writers);
     for w in 0..writers {
-        let store = store.clone();
-        let s = stream(prefix, w)?;
         let payloads: Vec<Vec<EventData>> = (0..per_writer)
             .map(|i| (0..batch).map(|j| event(w, i * batch + j)).collect())
             .collect::<Result<_>>()?;
+        work.push((stream(prefix, w)?, payloads));
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (s, payloads) in work {
+        let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_writer);
+            let mut latencies = Vec::with_capacity(payloads.len());
             for events in payloads {
                 let t = Instant::now();
                 store.append(&s, ExpectedRevision::Any, events).await?;

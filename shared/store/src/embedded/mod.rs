@@ -14,6 +14,7 @@ mod id_cache;
 pub mod layout;
 mod read;
 mod subscription;
+mod wal;
 mod writer;
 
 use std::fs::File;
@@ -82,6 +83,16 @@ impl EmbeddedStore {
             create_new(&path)?
         };
         let db = Arc::new(db);
+        let mut wal = wal::Wal::open(dir)?;
+        let entries = wal.entries()?;
+        if !entries.is_empty() {
+            let replayed = writer::replay(&db, entries)?;
+            tracing::info!(
+                replayed,
+                "replayed the write-ahead log after an unclean stop"
+            );
+            wal.reset()?;
+        }
         let cursor = load_cursor(&db)?;
         let recent_ids = id_cache::IdCache::load(&db, id_cache::RECENT_IDS)?;
         let (head_tx, head_rx) = watch::channel(cursor.head());
@@ -89,7 +100,7 @@ impl EmbeddedStore {
         let writer_db = db.clone();
         let thread = std::thread::Builder::new()
             .name("tongban-store-writer".into())
-            .spawn(move || writer::run(writer_db, rx, cursor, recent_ids, head_tx))
+            .spawn(move || writer::run(writer_db, wal, rx, cursor, recent_ids, head_tx))
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
         tracing::info!(path = %path.display(), head = ?cursor.head(), "event store opened");
         Ok(Self {
@@ -164,11 +175,26 @@ fn open_existing(path: &Path) -> Result<Database, StoreError> {
     drop(file);
     // Check the format through a read-only handle: redb marks a file it
     // opens for writing, and a foreign file must stay as it was.
-    check_format(path)?;
-    Database::open(path).map_err(|e| match e {
+    let needs_repair = match redb::ReadOnlyDatabase::open(path) {
+        Ok(db) => {
+            check_format(&db, path)?;
+            false
+        }
+        // After an unclean stop redb must repair the file before anything
+        // can read it; the header said redb, so let it, then check.
+        Err(redb::DatabaseError::RepairAborted) => true,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(already_open(path)),
+        Err(other) => return Err(not_a_store(path, other.to_string())),
+    };
+    let db = Database::open(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => already_open(path),
         other => not_a_store(path, other.to_string()),
-    })
+    })?;
+    if needs_repair {
+        tracing::info!(path = %path.display(), "repaired the store file after an unclean stop");
+        check_format(&db, path)?;
+    }
+    Ok(db)
 }
 
 fn already_open(path: &Path) -> StoreError {
@@ -177,11 +203,7 @@ fn already_open(path: &Path) -> StoreError {
     }
 }
 
-fn check_format(path: &Path) -> Result<(), StoreError> {
-    let db = redb::ReadOnlyDatabase::open(path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => already_open(path),
-        other => not_a_store(path, other.to_string()),
-    })?;
+fn check_format(db: &impl ReadableDatabase, path: &Path) -> Result<(), StoreError> {
     let txn = db
         .begin_read()
         .map_err(storage_error("starting a read transaction"))?;

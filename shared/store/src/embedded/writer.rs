@@ -9,6 +9,7 @@
 //! throughput at the disk's sync rate.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use time::OffsetDateTime;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::id_cache::IdCache;
 use super::layout::{StoredEvent, StreamState, EVENTS, STREAMS, STREAM_INDEX};
 use super::storage_error;
+use super::wal::{Wal, WalBatch};
 use crate::chain::{ChainHash, Head};
 use crate::error::StoreError;
 use crate::event::{
@@ -29,6 +31,14 @@ use crate::stream_name::StreamName;
 const MAX_BATCH_REQUESTS: usize = 4096;
 /// Most payload bytes one commit takes (a single larger request still goes alone).
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Checkpoint (durable redb commit, empty log) when no append is waiting
+/// and the last one is this old, so that the stall of a durable redb commit
+/// falls in a quiet moment...
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// ...and in any case once the log is this large, which bounds the replay
+/// after a crash.
+const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(crate) enum WriteOp {
     Append {
@@ -84,12 +94,17 @@ impl Cursor {
 
 pub(crate) fn run(
     db: Arc<Database>,
+    mut wal: Wal,
     mut requests: mpsc::Receiver<WriteRequest>,
     mut cursor: Cursor,
     mut recent_ids: IdCache,
     head: watch::Sender<Option<Head>>,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(256);
+    let mut last_checkpoint = Instant::now();
+    // Set once the log and redb may disagree: no further write is safe
+    // until the store is reopened and replays its log.
+    let mut broken: Option<StoreError> = None;
     while let Some(first) = requests.blocking_recv() {
         let mut bytes = first.op.size();
         batch.push(first);
@@ -105,8 +120,18 @@ pub(crate) fn run(
         let span = tracing::debug_span!("commit", requests = batch.len(), bytes);
         let _entered = span.enter();
         let (ops, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.op, r.reply)).unzip();
-        match commit_batch(&db, ops, cursor, &recent_ids) {
-            Ok((outcomes, committed, written_ids)) => {
+        if let Some(error) = &broken {
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+            continue;
+        }
+        match commit_batch(&db, &mut wal, ops, cursor, &recent_ids) {
+            Ok(Committed {
+                outcomes,
+                cursor: committed,
+                written_ids,
+            }) => {
                 cursor = committed;
                 for (id, position) in written_ids {
                     recent_ids.insert(id, position);
@@ -118,44 +143,189 @@ pub(crate) fn run(
                     let _ = reply.send(outcome);
                 }
             }
-            Err(error) => {
+            Err(Failed { error, log_written }) => {
                 tracing::error!(%error, "commit failed; every append in the batch is refused");
+                if log_written {
+                    broken = Some(StoreError::Unavailable {
+                        reason: format!(
+                            "the store must be reopened after a failed commit: {error}"
+                        ),
+                    });
+                }
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
             }
         }
+        let quiet = requests.is_empty() && last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
+        if broken.is_none() && wal.len() > 0 && (quiet || wal.len() >= CHECKPOINT_BYTES) {
+            if let Err(error) = checkpoint(&db, &mut wal) {
+                tracing::error!(%error, "checkpoint failed; the log keeps the events");
+            }
+            last_checkpoint = Instant::now();
+        }
+    }
+    if broken.is_none() {
+        if let Err(error) = checkpoint(&db, &mut wal) {
+            tracing::error!(%error, "final checkpoint failed; the log keeps the events");
+        }
     }
     tracing::debug!("event store writer stopped");
 }
 
+/// Makes everything committed so far durable in redb, then empties the log.
+pub(crate) fn checkpoint(db: &Database, wal: &mut Wal) -> Result<(), StoreError> {
+    let span = tracing::debug_span!("checkpoint", wal_bytes = wal.len());
+    let _entered = span.enter();
+    let mut txn = db
+        .begin_write()
+        .map_err(storage_error("starting a checkpoint"))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(storage_error("asking for a durable checkpoint"))?;
+    txn.commit()
+        .map_err(storage_error("committing a checkpoint"))?;
+    wal.reset()
+}
+
+/// Re-applies log entries that redb lost in a crash. Returns how many.
+pub(crate) fn replay(db: &Database, entries: Vec<(u64, Vec<u8>)>) -> Result<u64, StoreError> {
+    let mut txn = db
+        .begin_write()
+        .map_err(storage_error("starting the log replay"))?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(storage_error("asking for a durable replay"))?;
+    let mut replayed = 0;
+    {
+        let mut events = txn
+            .open_table(EVENTS)
+            .map_err(storage_error("opening the events table"))?;
+        let mut streams = txn
+            .open_table(STREAMS)
+            .map_err(storage_error("opening the streams table"))?;
+        let mut index = txn
+            .open_table(STREAM_INDEX)
+            .map_err(storage_error("opening the stream index"))?;
+        let (mut next, mut previous) = match events
+            .last()
+            .map_err(storage_error("reading the log end"))?
+        {
+            None => (0, ChainHash::GENESIS),
+            Some((k, v)) => (
+                k.value() + 1,
+                ChainHash(StoredEvent::decode(k.value(), v.value())?.hash),
+            ),
+        };
+        for (position, bytes) in entries {
+            if position < next {
+                continue;
+            }
+            let stored = StoredEvent::decode(position, &bytes)?;
+            if position != next || stored.link(position).hash(&previous).0 != stored.hash {
+                tracing::warn!(
+                    position,
+                    "the write-ahead log does not continue the chain here; replay stops"
+                );
+                break;
+            }
+            let write = storage_error("replaying the log");
+            events.insert(position, bytes.as_slice()).map_err(&write)?;
+            index
+                .insert((stored.stream, stored.revision), position)
+                .map_err(&write)?;
+            let mut state = match streams.get(stored.stream).map_err(&write)? {
+                Some(b) => StreamState::decode(stored.stream, b.value())?,
+                None => StreamState::default(),
+            };
+            state.last_revision = Some(stored.revision);
+            if stored.event_type == TOMBSTONE_EVENT_TYPE {
+                state.tombstoned = true;
+            }
+            streams
+                .insert(stored.stream, state.encode()?.as_slice())
+                .map_err(&write)?;
+            if let (METADATA_EVENT_TYPE, Some(target)) =
+                (stored.event_type, stored.stream.strip_prefix("$$"))
+            {
+                let mut target_state = match streams.get(target).map_err(&write)? {
+                    Some(b) => StreamState::decode(target, b.value())?,
+                    None => StreamState::default(),
+                };
+                target_state.metadata_json = Some(stored.data.to_vec());
+                streams
+                    .insert(target, target_state.encode()?.as_slice())
+                    .map_err(&write)?;
+            }
+            previous = ChainHash(stored.hash);
+            next += 1;
+            replayed += 1;
+        }
+    }
+    txn.commit()
+        .map_err(storage_error("committing the log replay"))?;
+    Ok(replayed)
+}
+
 type Outcomes = Vec<Result<AppendResult, StoreError>>;
+
+struct Committed {
+    outcomes: Outcomes,
+    cursor: Cursor,
+    written_ids: Vec<(u128, u64)>,
+}
+
+struct Failed {
+    error: StoreError,
+    /// The events reached the log, so redb and the log may now disagree.
+    log_written: bool,
+}
+
+impl From<StoreError> for Failed {
+    fn from(error: StoreError) -> Self {
+        Self {
+            error,
+            log_written: false,
+        }
+    }
+}
 
 fn commit_batch(
     db: &Database,
+    wal: &mut Wal,
     ops: Vec<WriteOp>,
     start: Cursor,
     recent_ids: &IdCache,
-) -> Result<(Outcomes, Cursor, Vec<(u128, u64)>), StoreError> {
+) -> Result<Committed, Failed> {
     let mut txn = db
         .begin_write()
         .map_err(storage_error("starting a write transaction"))?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(storage_error("asking for durable commits"))?;
+    // Durability comes from the write-ahead log; redb is made durable at
+    // checkpoints.
+    txn.set_durability(Durability::None)
+        .map_err(storage_error("asking for a fast commit"))?;
     let mut cursor = start;
     let now = micros_of(OffsetDateTime::now_utc());
     // Recorded-at never goes backwards in `$all`, even if the clock does.
     cursor.last_recorded_at_micros = cursor.last_recorded_at_micros.max(now);
-    let (outcomes, written_ids) = {
+    let (outcomes, written_ids, log) = {
         let mut tables = Tables::open(&txn, recent_ids)?;
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
             outcomes.push(tables.apply(op, &mut cursor)?);
         }
-        (outcomes, tables.written_ids)
+        (outcomes, tables.written_ids, tables.log)
     };
-    txn.commit().map_err(storage_error("committing appends"))?;
-    Ok((outcomes, cursor, written_ids))
+    if !log.is_empty() {
+        wal.append(&log)?;
+    }
+    txn.commit().map_err(|e| Failed {
+        error: storage_error("committing appends")(e),
+        log_written: !log.is_empty(),
+    })?;
+    Ok(Committed {
+        outcomes,
+        cursor,
+        written_ids,
+    })
 }
 
 struct Tables<'txn> {
@@ -165,6 +335,8 @@ struct Tables<'txn> {
     recent_ids: &'txn IdCache,
     /// Ids written in this commit, remembered only once it is durable.
     written_ids: Vec<(u128, u64)>,
+    /// What this commit adds to the write-ahead log.
+    log: WalBatch,
 }
 
 /// The outcome of one request: the outer error aborts the whole commit (the
@@ -180,6 +352,7 @@ impl<'txn> Tables<'txn> {
             stream_index: txn.open_table(STREAM_INDEX).map_err(&open)?,
             recent_ids,
             written_ids: Vec::new(),
+            log: WalBatch::default(),
         })
     }
 
@@ -351,6 +524,7 @@ impl<'txn> Tables<'txn> {
             self.events
                 .insert(position, bytes.as_slice())
                 .map_err(&write)?;
+            self.log.push(position, &bytes);
             self.stream_index
                 .insert((stream.as_str(), revision), position)
                 .map_err(&write)?;
