@@ -1,1 +1,1 @@
-//! TODO
+//! Command handling on the event store (in progress).

@@ -1,1 +1,1 @@
-//! TODO
+//! The seven GB/T 38963 operations (in progress).

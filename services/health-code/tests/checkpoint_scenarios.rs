@@ -1,0 +1,376 @@
+//! Given/when/then scenarios of checkpoints: registration, both scan
+//! directions, admission policies, token verification and scans as evidence.
+
+mod support;
+
+use support::*;
+use time::{Duration, OffsetDateTime};
+use tongban_health_code::checkpoint::{decide, scan_evidence, CheckpointCommand, CheckpointState};
+use tongban_health_code::events::{Evidence, HealthEvent};
+use tongban_health_code::person::PersonCommand;
+use tongban_health_code::policy::PolicyBook;
+use tongban_health_code::risk::RiskMap;
+use tongban_health_code::token::{
+    sign_code, sign_place, CodeClaims, KeyDirectory, PlaceClaims, RegionKey,
+};
+use tongban_health_code::types::{Colour, RiskLevel, ScanDirection, Temperature};
+use tongban_health_code::{DecisionContext, HealthCodeError};
+use tongban_kernel::{Actor, CheckpointId, EventId};
+use uuid::Uuid;
+
+const MARKET: CheckpointId = CheckpointId::from_u128(0xAA);
+
+fn beijing_key() -> RegionKey {
+    RegionKey::from_seed(code(BEIJING), [11; 32])
+}
+
+fn directory() -> KeyDirectory {
+    let mut d = KeyDirectory::new();
+    d.publish(beijing_key().published());
+    d
+}
+
+fn registered_market(admission: &str) -> HealthEvent {
+    HealthEvent::CheckpointRegistered {
+        checkpoint_id: MARKET,
+        name: "新发地农产品批发市场".into(),
+        place: code(HUAXIANG_COMMUNITY),
+        admission: tongban_health_code::types::AdmissionPolicy::parse(admission).unwrap(),
+        by: fengtai_official().id,
+        at: T0 - Duration::days(100),
+    }
+}
+
+fn token(colour: Colour, negative_test_at: Option<OffsetDateTime>) -> Vec<u8> {
+    sign_code(
+        &beijing_key(),
+        &CodeClaims {
+            code_id: Uuid::from_u128(0xC0DE),
+            colour,
+            region: code(BEIJING),
+            issued_at: T0 - Duration::minutes(1),
+            expires_at: T0 + Duration::minutes(9),
+            negative_test_at,
+        },
+    )
+    .unwrap()
+}
+
+fn scan(code_token: Vec<u8>, temperature: Option<f64>) -> CheckpointCommand {
+    CheckpointCommand::Scan {
+        scan_id: EventId::from_u128(0x5CA),
+        direction: ScanDirection::GuardScansPerson,
+        code_token,
+        place_token: None,
+        temperature: temperature.map(|t| Temperature::parse("temperature", t).unwrap()),
+    }
+}
+
+fn run(
+    given: &[HealthEvent],
+    command: CheckpointCommand,
+    actor: Actor,
+) -> Result<Vec<HealthEvent>, HealthCodeError> {
+    let state = given
+        .iter()
+        .fold(CheckpointState::default(), |s, e| s.evolve(e));
+    let (policies, risk) = (PolicyBook::new(), RiskMap::new());
+    let ctx = DecisionContext {
+        now: T0,
+        divisions: divisions(),
+        policies: &policies,
+        risk: &risk,
+        actor: &actor,
+    };
+    decide(&state, &command, &ctx, &directory())
+}
+
+fn result_of(events: &[HealthEvent]) -> (bool, String) {
+    match events {
+        [HealthEvent::CodeScanned {
+            admitted, reason, ..
+        }] => (*admitted, reason.clone()),
+        other => panic!("expected one scan, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_street_office_containing_a_market_registers_it_with_a_green_only_policy() {
+    let events = run(
+        &[],
+        CheckpointCommand::Register {
+            checkpoint_id: MARKET,
+            name: "新发地农产品批发市场".into(),
+            place: code(HUAXIANG_COMMUNITY),
+            admission: r#"{"admit":["green"]}"#.into(),
+        },
+        fengtai_official(),
+    )
+    .unwrap();
+    let mut expected = registered_market(r#"{"admit":["green"]}"#);
+    if let HealthEvent::CheckpointRegistered { at, .. } = &mut expected {
+        *at = T0;
+    }
+    assert_eq!(events, vec![expected]);
+}
+
+#[test]
+fn an_official_of_another_district_may_not_register_the_market() {
+    let err = run(
+        &[],
+        CheckpointCommand::Register {
+            checkpoint_id: MARKET,
+            name: "market".into(),
+            place: code(HUAXIANG_COMMUNITY),
+            admission: r#"{"admit":["green"]}"#.into(),
+        },
+        dongcheng_official(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, HealthCodeError::Forbidden(_)));
+}
+
+#[test]
+fn a_checkpoint_policy_that_does_not_parse_is_rejected_and_nothing_is_registered() {
+    let err = run(
+        &[],
+        CheckpointCommand::Register {
+            checkpoint_id: MARKET,
+            name: "market".into(),
+            place: code(HUAXIANG_COMMUNITY),
+            admission: r#"{"admit":["green"],"yellow_if":"maybe"}"#.into(),
+        },
+        fengtai_official(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, HealthCodeError::PolicyInvalid { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_guard_scanning_a_green_code_admits_and_the_visit_becomes_evidence() {
+    let events = run(
+        &[registered_market(r#"{"admit":["green"]}"#)],
+        scan(token(Colour::Green, None), Some(36.4)),
+        checkpoint_device(),
+    )
+    .unwrap();
+    assert_eq!(result_of(&events), (true, "ADMITTED".into()));
+    let evidence = scan_evidence(&events[0], code(HUAXIANG_COMMUNITY));
+    assert!(matches!(
+        evidence[..],
+        [
+            Evidence::TemperatureMeasured { .. },
+            Evidence::VenueVisited { .. }
+        ]
+    ));
+}
+
+#[test]
+fn a_red_code_is_denied() {
+    let events = run(
+        &[registered_market(r#"{"admit":["green","yellow"]}"#)],
+        scan(token(Colour::Red, None), None),
+        checkpoint_device(),
+    )
+    .unwrap();
+    assert_eq!(result_of(&events), (false, "RED_CODE".into()));
+    assert!(scan_evidence(&events[0], code(HUAXIANG_COMMUNITY)).is_empty());
+}
+
+#[test]
+fn yellow_is_admitted_only_with_a_negative_test_within_forty_eight_hours_where_the_policy_says_so()
+{
+    let venue = registered_market(
+        r#"{"admit":["green","yellow"],"yellow_needs_negative_test_within_hours":48}"#,
+    );
+    let recent = run(
+        std::slice::from_ref(&venue),
+        scan(token(Colour::Yellow, Some(T0 - Duration::hours(30))), None),
+        checkpoint_device(),
+    )
+    .unwrap();
+    assert_eq!(
+        result_of(&recent),
+        (true, "ADMITTED_WITH_NEGATIVE_TEST".into())
+    );
+    let stale = run(
+        std::slice::from_ref(&venue),
+        scan(token(Colour::Yellow, Some(T0 - Duration::hours(50))), None),
+        checkpoint_device(),
+    )
+    .unwrap();
+    assert_eq!(
+        result_of(&stale),
+        (false, "YELLOW_WITHOUT_RECENT_TEST".into())
+    );
+    let green_only = run(
+        &[registered_market(r#"{"admit":["green"]}"#)],
+        scan(token(Colour::Yellow, None), None),
+        checkpoint_device(),
+    )
+    .unwrap();
+    assert_eq!(
+        result_of(&green_only),
+        (false, "COLOUR_NOT_ADMITTED".into())
+    );
+}
+
+#[test]
+fn a_fever_at_the_door_denies_entry_and_is_recorded_as_evidence() {
+    let events = run(
+        &[registered_market(r#"{"admit":["green"]}"#)],
+        scan(token(Colour::Green, None), Some(38.0)),
+        checkpoint_device(),
+    )
+    .unwrap();
+    assert_eq!(result_of(&events), (false, "FEVER".into()));
+    assert!(matches!(
+        scan_evidence(&events[0], code(HUAXIANG_COMMUNITY))[..],
+        [Evidence::TemperatureMeasured { .. }]
+    ));
+}
+
+#[test]
+fn an_expired_code_is_rejected_with_a_typed_error() {
+    let expired = sign_code(
+        &beijing_key(),
+        &CodeClaims {
+            code_id: Uuid::from_u128(1),
+            colour: Colour::Green,
+            region: code(BEIJING),
+            issued_at: T0 - Duration::minutes(20),
+            expires_at: T0 - Duration::minutes(10),
+            negative_test_at: None,
+        },
+    )
+    .unwrap();
+    let err = run(
+        &[registered_market(r#"{"admit":["green"]}"#)],
+        scan(expired, None),
+        checkpoint_device(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, HealthCodeError::TokenExpired { .. }));
+}
+
+#[test]
+fn a_code_signed_by_an_unknown_key_is_rejected() {
+    let rogue = RegionKey::from_seed(code(BEIJING), [66; 32]);
+    let claims = CodeClaims {
+        code_id: Uuid::from_u128(1),
+        colour: Colour::Green,
+        region: code(BEIJING),
+        issued_at: T0,
+        expires_at: T0 + Duration::minutes(5),
+        negative_test_at: None,
+    };
+    let err = run(
+        &[registered_market(r#"{"admit":["green"]}"#)],
+        scan(sign_code(&rogue, &claims).unwrap(), None),
+        checkpoint_device(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, HealthCodeError::TokenUnknownKey(_)));
+}
+
+#[test]
+fn a_person_scanning_the_venues_place_code_is_admitted_and_another_venues_code_is_refused() {
+    let place = |checkpoint_id| {
+        sign_place(
+            &beijing_key(),
+            &PlaceClaims {
+                checkpoint_id,
+                place: code(HUAXIANG_COMMUNITY),
+                issued_at: T0 - Duration::days(1),
+            },
+        )
+        .unwrap()
+    };
+    let cmd = |place_token| CheckpointCommand::Scan {
+        scan_id: EventId::from_u128(0x5CB),
+        direction: ScanDirection::PersonScansVenue,
+        code_token: token(Colour::Green, None),
+        place_token: Some(place_token),
+        temperature: None,
+    };
+    let venue = registered_market(r#"{"admit":["green"]}"#);
+    let ok = run(std::slice::from_ref(&venue), cmd(place(MARKET)), citizen()).unwrap();
+    assert!(matches!(
+        &ok[..],
+        [HealthEvent::CodeScanned {
+            admitted: true,
+            direction: ScanDirection::PersonScansVenue,
+            ..
+        }]
+    ));
+    let err = run(
+        &[venue],
+        cmd(place(CheckpointId::from_u128(0xBB))),
+        citizen(),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        HealthCodeError::InvalidInput {
+            field: "place_token",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn scanning_the_same_scan_twice_records_it_once() {
+    let venue = registered_market(r#"{"admit":["green"]}"#);
+    let first = run(
+        std::slice::from_ref(&venue),
+        scan(token(Colour::Green, None), None),
+        checkpoint_device(),
+    )
+    .unwrap();
+    let again = run(
+        &[venue, first[0].clone()],
+        scan(token(Colour::Green, None), None),
+        checkpoint_device(),
+    )
+    .unwrap();
+    assert!(again.is_empty());
+}
+
+#[test]
+fn a_venue_later_declared_a_risk_area_turns_its_recent_visitors_yellow() {
+    let venue = registered_market(r#"{"admit":["green"]}"#);
+    let scanned = run(
+        &[venue],
+        scan(token(Colour::Green, None), None),
+        checkpoint_device(),
+    )
+    .unwrap();
+    let visits: Vec<HealthEvent> = scan_evidence(&scanned[0], code(HUAXIANG_COMMUNITY))
+        .into_iter()
+        .map(|e| HealthEvent::EvidenceRecorded {
+            person_id: PERSON,
+            meta: meta(
+                0x5CA,
+                tongban_health_code::EvidenceSource::Checkpoint,
+                T0,
+                &checkpoint_device(),
+            ),
+            evidence: e,
+            ext: None,
+        })
+        .collect();
+    scenario()
+        .at(T0 + Duration::days(3))
+        .given([registered(), green_in(BEIJING)])
+        .given(visits)
+        .with_risk(risk_declared(
+            HUAXIANG,
+            RiskLevel::High,
+            T0 + Duration::days(2),
+        ))
+        .when(PersonCommand::Reevaluate)
+        .then_colour(BEIJING, Colour::Yellow, "RISK_AREA_VENUE_VISIT");
+}
