@@ -14,6 +14,7 @@ mod id_cache;
 pub mod layout;
 mod read;
 mod subscription;
+mod syncer;
 mod wal;
 mod writer;
 
@@ -39,6 +40,8 @@ use writer::{Cursor, WriteOp, WriteRequest};
 
 /// Appends waiting for the writer before new ones wait for room.
 const QUEUE_DEPTH: usize = 8192;
+/// Batches committed to redb and waiting for the log syncer.
+const SYNC_QUEUE_DEPTH: usize = 8;
 
 pub(crate) fn storage_error<E: Into<redb::Error>>(
     context: &'static str,
@@ -97,10 +100,25 @@ impl EmbeddedStore {
         let recent_ids = id_cache::IdCache::load(&db, id_cache::RECENT_IDS)?;
         let (head_tx, head_rx) = watch::channel(cursor.head());
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let broken = syncer::Broken::default();
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE_DEPTH);
+        let syncer_db = db.clone();
+        let syncer_broken = broken.clone();
+        let syncer_thread = std::thread::Builder::new()
+            .name("tongban-store-sync".into())
+            .spawn(move || syncer::run(syncer_db, wal, job_rx, head_tx, syncer_broken))
+            .map_err(|e| StoreError::io("starting the log syncer thread", e))?;
         let writer_db = db.clone();
         let thread = std::thread::Builder::new()
             .name("tongban-store-writer".into())
-            .spawn(move || writer::run(writer_db, wal, rx, cursor, recent_ids, head_tx))
+            .spawn(move || {
+                writer::run(writer_db, rx, cursor, recent_ids, job_tx, broken);
+                // The writer dropped its end of the job queue: the syncer
+                // finishes what is queued, checkpoints and stops.
+                if syncer_thread.join().is_err() {
+                    tracing::error!("the log syncer thread panicked");
+                }
+            })
             .map_err(|e| StoreError::io("starting the writer thread", e))?;
         tracing::info!(path = %path.display(), head = ?cursor.head(), "event store opened");
         Ok(Self {
@@ -144,6 +162,10 @@ impl EmbeddedStore {
             .await
             .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    fn horizon(&self) -> read::Horizon {
+        read::Horizon::of(*self.head.borrow())
     }
 
     fn read_txn(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -335,7 +357,14 @@ impl EventStore for EmbeddedStore {
         from: ReadFrom<u64>,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        read::read_stream(&self.read_txn()?, stream, direction, from, max_count)
+        read::read_stream(
+            &self.read_txn()?,
+            stream,
+            direction,
+            from,
+            max_count,
+            self.horizon(),
+        )
     }
 
     async fn read_all(
@@ -345,6 +374,7 @@ impl EventStore for EmbeddedStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let horizon = self.horizon();
         let scan = read::scan_all(
             &self.read_txn()?,
             direction,
@@ -352,6 +382,7 @@ impl EventStore for EmbeddedStore {
             max_count,
             usize::MAX,
             filter,
+            horizon,
         )?;
         Ok(scan.events)
     }
@@ -437,11 +468,12 @@ impl EventStore for EmbeddedStore {
 
     async fn verify_chain(&self, range: PositionRange) -> Result<ChainReport, StoreError> {
         let db = self.db.clone();
+        let horizon = self.horizon();
         tokio::task::spawn_blocking(move || {
             let txn = db
                 .begin_read()
                 .map_err(storage_error("starting a read transaction"))?;
-            read::verify_chain(&txn, range)
+            read::verify_chain(&txn, range, horizon)
         })
         .await
         .map_err(|e| StoreError::io("verifying the chain", e))?

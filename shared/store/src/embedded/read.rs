@@ -31,6 +31,21 @@ pub(crate) fn stream_state(
     }
 }
 
+/// The last durable position: readers see nothing after it, even if the
+/// writer has already committed it to redb (see `syncer`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Horizon(pub Option<u64>);
+
+impl Horizon {
+    pub fn of(head: Option<crate::chain::Head>) -> Self {
+        Self(head.map(|h| h.position.0))
+    }
+
+    pub fn shows(self, position: u64) -> bool {
+        self.0.is_some_and(|last| position <= last)
+    }
+}
+
 /// The revisions a stream read may show, after soft delete and max count.
 pub(crate) struct Visible {
     pub first: u64,
@@ -77,6 +92,7 @@ pub(crate) fn read_stream(
     direction: Direction,
     from: ReadFrom<u64>,
     max_count: usize,
+    horizon: Horizon,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let state = stream_state(txn, stream)?.ok_or_else(|| StoreError::StreamNotFound {
         stream: stream.to_string(),
@@ -106,6 +122,10 @@ pub(crate) fn read_stream(
     let mut push = |entry: IndexEntry<'_>| -> Result<bool, StoreError> {
         let (_, position) = entry.map_err(storage_error("reading the stream index"))?;
         let position = position.value();
+        if !horizon.shows(position) {
+            // Committed but not yet durable: not there for readers yet.
+            return Ok(direction == Direction::Backwards);
+        }
         let bytes = events
             .get(position)
             .map_err(storage_error("reading an event"))?
@@ -167,6 +187,7 @@ pub(crate) fn scan_all(
     max_count: usize,
     scan_limit: usize,
     filter: &EventFilter,
+    horizon: Horizon,
 ) -> Result<Scan, StoreError> {
     let mut scan = Scan {
         events: Vec::with_capacity(max_count.min(4096)),
@@ -180,12 +201,15 @@ pub(crate) fn scan_all(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(scan),
         Err(e) => return Err(storage_error("opening the events table")(e)),
     };
+    let Some(last) = horizon.0 else {
+        return Ok(scan);
+    };
     let range = match (direction, from) {
-        (Direction::Forwards, ReadFrom::Start) => events.range(0..),
-        (Direction::Forwards, ReadFrom::At(p)) => events.range(p.0..),
+        (Direction::Forwards, ReadFrom::Start) => events.range(0..=last),
+        (Direction::Forwards, ReadFrom::At(p)) => events.range(p.0..=last),
         (Direction::Forwards, ReadFrom::End) => return Ok(scan),
-        (Direction::Backwards, ReadFrom::End) => events.range(0..),
-        (Direction::Backwards, ReadFrom::At(p)) => events.range(0..=p.0),
+        (Direction::Backwards, ReadFrom::End) => events.range(0..=last),
+        (Direction::Backwards, ReadFrom::At(p)) => events.range(0..=p.0.min(last)),
         (Direction::Backwards, ReadFrom::Start) => events.range(0..=0),
     }
     .map_err(storage_error("reading $all"))?;
@@ -228,6 +252,7 @@ pub(crate) fn scan_all(
 pub(crate) fn verify_chain(
     txn: &ReadTransaction,
     range: PositionRange,
+    horizon: Horizon,
 ) -> Result<ChainReport, StoreError> {
     let mut report = ChainReport {
         events_checked: 0,
@@ -241,7 +266,10 @@ pub(crate) fn verify_chain(
         Err(e) => return Err(storage_error("opening the events table")(e)),
     };
     let from = range.from.map_or(0, |p| p.0);
-    let to = range.to.map_or(u64::MAX, |p| p.0);
+    let Some(last) = horizon.0 else {
+        return Ok(report);
+    };
+    let to = range.to.map_or(last, |p| p.0.min(last));
     let mut previous = match from.checked_sub(1) {
         None => ChainHash::GENESIS,
         Some(anchor) => {

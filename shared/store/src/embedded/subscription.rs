@@ -15,7 +15,7 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::watch;
 
 use super::layout::{StoredEvent, EVENTS, STREAM_INDEX};
-use super::read::{scan_all, stream_state};
+use super::read::{scan_all, stream_state, Horizon};
 use super::storage_error;
 use crate::chain::Head;
 use crate::error::StoreError;
@@ -124,8 +124,8 @@ impl State {
             }
             // Mark the current head as seen before reading: any commit after
             // this point will wake the wait below.
-            self.head.borrow_and_update();
-            let found = self.fill()?;
+            let horizon = Horizon::of(*self.head.borrow_and_update());
+            let found = self.fill(horizon)?;
             if found {
                 continue;
             }
@@ -142,7 +142,7 @@ impl State {
     }
 
     /// Reads the next page into the buffer; false if there was nothing new.
-    fn fill(&mut self) -> Result<bool, StoreError> {
+    fn fill(&mut self, horizon: Horizon) -> Result<bool, StoreError> {
         let txn = self
             .db
             .begin_read()
@@ -150,7 +150,15 @@ impl State {
         match &mut self.target {
             Target::All { filter, after } => {
                 let from = after.map_or(ReadFrom::Start, |p| ReadFrom::At(p.next()));
-                let scan = scan_all(&txn, Direction::Forwards, from, PAGE, SCAN_LIMIT, filter)?;
+                let scan = scan_all(
+                    &txn,
+                    Direction::Forwards,
+                    from,
+                    PAGE,
+                    SCAN_LIMIT,
+                    filter,
+                    horizon,
+                )?;
                 let Some(last) = scan.last_scanned else {
                     return Ok(false);
                 };
@@ -174,7 +182,7 @@ impl State {
                 };
                 // Soft-deleted history is not replayed.
                 let from = (*next_revision).max(state.truncate_before());
-                let events = read_stream_raw(&txn, stream, from, PAGE)?;
+                let events = read_stream_raw(&txn, stream, from, PAGE, horizon)?;
                 if events.is_empty() {
                     if state.tombstoned {
                         return Err(StoreError::StreamDeleted {
@@ -201,6 +209,7 @@ fn read_stream_raw(
     stream: &StreamName,
     from: u64,
     max: usize,
+    horizon: Horizon,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let index = txn
         .open_table(STREAM_INDEX)
@@ -216,6 +225,9 @@ fn read_stream_raw(
     {
         let (_, position) = entry.map_err(storage_error("reading the stream index"))?;
         let position = position.value();
+        if !horizon.shows(position) {
+            break;
+        }
         let bytes = events
             .get(position)
             .map_err(storage_error("reading an event"))?

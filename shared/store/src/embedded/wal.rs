@@ -69,22 +69,28 @@ impl Wal {
         self.len
     }
 
-    /// Appends one commit's events and syncs them to disk.
-    pub fn append(&mut self, batch: &WalBatch) -> Result<(), StoreError> {
-        let payload = &batch.payload;
-        let len = u32::try_from(payload.len()).map_err(|_| StoreError::InvalidInput {
-            field: "events".into(),
-            rule: "one commit must stay under 4 GiB".into(),
-        })?;
-        let mut header = [0u8; HEADER];
-        header[..4].copy_from_slice(MAGIC);
-        header[4..8].copy_from_slice(&len.to_le_bytes());
-        header[8..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    /// Appends the events of several commits and syncs them to disk once.
+    pub fn append(&mut self, batches: &[&WalBatch]) -> Result<(), StoreError> {
         let io = |e| StoreError::io(format!("writing {}", self.path.display()), e);
-        self.file.write_all(&header).map_err(io)?;
-        self.file.write_all(payload).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        self.len += (HEADER + payload.len()) as u64;
+        let mut written = 0u64;
+        for batch in batches.iter().filter(|b| !b.is_empty()) {
+            let payload = &batch.payload;
+            let len = u32::try_from(payload.len()).map_err(|_| StoreError::InvalidInput {
+                field: "events".into(),
+                rule: "one commit must stay under 4 GiB".into(),
+            })?;
+            let mut header = [0u8; HEADER];
+            header[..4].copy_from_slice(MAGIC);
+            header[4..8].copy_from_slice(&len.to_le_bytes());
+            header[8..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            self.file.write_all(&header).map_err(io)?;
+            self.file.write_all(payload).map_err(io)?;
+            written += (HEADER + payload.len()) as u64;
+        }
+        if written > 0 {
+            self.file.sync_data().map_err(io)?;
+            self.len += written;
+        }
         Ok(())
     }
 
@@ -158,10 +164,10 @@ mod tests {
         let mut batch = WalBatch::default();
         batch.push(0, b"first");
         batch.push(1, b"second");
-        wal.append(&batch).unwrap();
+        wal.append(&[&batch]).unwrap();
         let mut batch = WalBatch::default();
         batch.push(2, b"third");
-        wal.append(&batch).unwrap();
+        wal.append(&[&batch]).unwrap();
         // A torn write: half a record.
         wal.file.write_all(b"TBW1\x10\x00\x00\x00").unwrap();
         let entries = wal.entries().unwrap();
@@ -183,10 +189,10 @@ mod tests {
         let mut wal = Wal::open(dir.path()).unwrap();
         let mut batch = WalBatch::default();
         batch.push(0, b"kept");
-        wal.append(&batch).unwrap();
+        wal.append(&[&batch]).unwrap();
         let mut batch = WalBatch::default();
         batch.push(1, b"flipped");
-        wal.append(&batch).unwrap();
+        wal.append(&[&batch]).unwrap();
         drop(wal);
         let path = dir.path().join(FILE_NAME);
         let mut bytes = std::fs::read(&path).unwrap();

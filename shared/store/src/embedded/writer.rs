@@ -9,16 +9,16 @@
 //! throughput at the disk's sync rate.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::id_cache::IdCache;
 use super::layout::{StoredEvent, StreamState, EVENTS, STREAMS, STREAM_INDEX};
 use super::storage_error;
-use super::wal::{Wal, WalBatch};
+use super::syncer::{Broken, SyncJob};
+use super::wal::WalBatch;
 use crate::chain::{ChainHash, Head};
 use crate::error::StoreError;
 use crate::event::{
@@ -31,14 +31,6 @@ use crate::stream_name::StreamName;
 const MAX_BATCH_REQUESTS: usize = 4096;
 /// Most payload bytes one commit takes (a single larger request still goes alone).
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
-
-/// Checkpoint (durable redb commit, empty log) when no append is waiting
-/// and the last one is this old, so that the stall of a durable redb commit
-/// falls in a quiet moment...
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// ...and in any case once the log is this large, which bounds the replay
-/// after a crash.
-const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
 pub(crate) enum WriteOp {
     Append {
@@ -94,17 +86,13 @@ impl Cursor {
 
 pub(crate) fn run(
     db: Arc<Database>,
-    mut wal: Wal,
     mut requests: mpsc::Receiver<WriteRequest>,
     mut cursor: Cursor,
     mut recent_ids: IdCache,
-    head: watch::Sender<Option<Head>>,
+    syncer: std::sync::mpsc::SyncSender<SyncJob>,
+    broken: Broken,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(256);
-    let mut last_checkpoint = Instant::now();
-    // Set once the log and redb may disagree: no further write is safe
-    // until the store is reopened and replays its log.
-    let mut broken: Option<StoreError> = None;
     while let Some(first) = requests.blocking_recv() {
         let mut bytes = first.op.size();
         batch.push(first);
@@ -120,71 +108,46 @@ pub(crate) fn run(
         let span = tracing::debug_span!("commit", requests = batch.len(), bytes);
         let _entered = span.enter();
         let (ops, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|r| (r.op, r.reply)).unzip();
-        if let Some(error) = &broken {
+        if let Some(error) = broken.get() {
             for reply in replies {
                 let _ = reply.send(Err(error.clone()));
             }
             continue;
         }
-        match commit_batch(&db, &mut wal, ops, cursor, &recent_ids) {
+        match commit_batch(&db, ops, cursor, &recent_ids) {
             Ok(Committed {
                 outcomes,
                 cursor: committed,
                 written_ids,
+                log,
             }) => {
                 cursor = committed;
                 for (id, position) in written_ids {
                     recent_ids.insert(id, position);
                 }
-                // Publish before answering, so that a writer that reads right
-                // after its append returns finds the head already moved.
-                head.send_replace(cursor.head());
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
+                let job = SyncJob {
+                    log,
+                    head: cursor.head(),
+                    replies: replies.into_iter().zip(outcomes).collect(),
+                };
+                if let Err(unsent) = syncer.send(job) {
+                    for (reply, _) in unsent.0.replies {
+                        let _ = reply.send(Err(StoreError::Unavailable {
+                            reason: "the event store's log writer stopped".into(),
+                        }));
+                    }
                 }
             }
-            Err(Failed { error, log_written }) => {
+            Err(error) => {
+                // Nothing of this batch reached redb or the log.
                 tracing::error!(%error, "commit failed; every append in the batch is refused");
-                if log_written {
-                    broken = Some(StoreError::Unavailable {
-                        reason: format!(
-                            "the store must be reopened after a failed commit: {error}"
-                        ),
-                    });
-                }
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
             }
         }
-        let quiet = requests.is_empty() && last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL;
-        if broken.is_none() && wal.len() > 0 && (quiet || wal.len() >= CHECKPOINT_BYTES) {
-            if let Err(error) = checkpoint(&db, &mut wal) {
-                tracing::error!(%error, "checkpoint failed; the log keeps the events");
-            }
-            last_checkpoint = Instant::now();
-        }
-    }
-    if broken.is_none() {
-        if let Err(error) = checkpoint(&db, &mut wal) {
-            tracing::error!(%error, "final checkpoint failed; the log keeps the events");
-        }
     }
     tracing::debug!("event store writer stopped");
-}
-
-/// Makes everything committed so far durable in redb, then empties the log.
-pub(crate) fn checkpoint(db: &Database, wal: &mut Wal) -> Result<(), StoreError> {
-    let span = tracing::debug_span!("checkpoint", wal_bytes = wal.len());
-    let _entered = span.enter();
-    let mut txn = db
-        .begin_write()
-        .map_err(storage_error("starting a checkpoint"))?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(storage_error("asking for a durable checkpoint"))?;
-    txn.commit()
-        .map_err(storage_error("committing a checkpoint"))?;
-    wal.reset()
 }
 
 /// Re-applies log entries that redb lost in a crash. Returns how many.
@@ -271,35 +234,21 @@ struct Committed {
     outcomes: Outcomes,
     cursor: Cursor,
     written_ids: Vec<(u128, u64)>,
+    log: WalBatch,
 }
 
-struct Failed {
-    error: StoreError,
-    /// The events reached the log, so redb and the log may now disagree.
-    log_written: bool,
-}
-
-impl From<StoreError> for Failed {
-    fn from(error: StoreError) -> Self {
-        Self {
-            error,
-            log_written: false,
-        }
-    }
-}
-
+/// Applies a batch and commits it to redb without syncing: its events are
+/// beyond the published head, so no reader sees them until the syncer has
+/// made them durable in the log.
 fn commit_batch(
     db: &Database,
-    wal: &mut Wal,
     ops: Vec<WriteOp>,
     start: Cursor,
     recent_ids: &IdCache,
-) -> Result<Committed, Failed> {
+) -> Result<Committed, StoreError> {
     let mut txn = db
         .begin_write()
         .map_err(storage_error("starting a write transaction"))?;
-    // Durability comes from the write-ahead log; redb is made durable at
-    // checkpoints.
     txn.set_durability(Durability::None)
         .map_err(storage_error("asking for a fast commit"))?;
     let mut cursor = start;
@@ -314,17 +263,12 @@ fn commit_batch(
         }
         (outcomes, tables.written_ids, tables.log)
     };
-    if !log.is_empty() {
-        wal.append(&log)?;
-    }
-    txn.commit().map_err(|e| Failed {
-        error: storage_error("committing appends")(e),
-        log_written: !log.is_empty(),
-    })?;
+    txn.commit().map_err(storage_error("committing appends"))?;
     Ok(Committed {
         outcomes,
         cursor,
         written_ids,
+        log,
     })
 }
 
