@@ -16,7 +16,7 @@ use super::storage_error;
 use crate::error::StoreError;
 
 /// How many recent event ids are remembered.
-pub const RECENT_IDS: usize = 1 << 20;
+pub const RECENT_IDS: usize = 1 << 18;
 
 pub(crate) struct IdCache {
     positions: HashMap<u128, u64>,
