@@ -1,0 +1,306 @@
+//! The service on the embedded event store: load, decide, append with the
+//! expected revision, retry on conflict; sealing, signing and fan-out.
+
+mod support;
+
+use std::sync::Arc;
+use support::*;
+use time::Duration;
+use tongban_health_code::checkpoint::CheckpointCommand;
+use tongban_health_code::events::{Evidence, HealthEvent};
+use tongban_health_code::handler::HealthCodeService;
+use tongban_health_code::overrides::{OverrideCommand, OverrideConfig};
+use tongban_health_code::person::PersonCommand;
+use tongban_health_code::resident_id::{IdentityDocument, ResidentId};
+use tongban_health_code::risk::RiskAreaCommand;
+use tongban_health_code::token::{verify_code, RegionKey};
+use tongban_health_code::types::{Colour, OverrideAnswers, RiskLevel, ScanDirection, Temperature};
+use tongban_health_code::vault::{PersonalData, RedbKeyVault};
+use tongban_health_code::HealthCodeError;
+use tongban_kernel::{CheckpointId, Divisions, EventId, FixedClock};
+use tongban_store::EmbeddedStore;
+use uuid::Uuid;
+
+struct App {
+    service: HealthCodeService<EmbeddedStore>,
+    clock: Arc<FixedClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
+    let vault = Arc::new(RedbKeyVault::open(dir.path().join("keys.redb")).unwrap());
+    let clock = Arc::new(FixedClock::new(T0));
+    let divisions = Arc::new(Divisions::load_default().unwrap());
+    let service = HealthCodeService::new(
+        store,
+        clock.clone(),
+        divisions,
+        vault,
+        OverrideConfig::default(),
+    );
+    service.install_region_key(RegionKey::from_seed(code(BEIJING), [1; 32]));
+    App {
+        service,
+        clock,
+        _dir: dir,
+    }
+}
+
+fn personal() -> PersonalData {
+    PersonalData::new(
+        IdentityDocument::ResidentId(ResidentId::parse("11010519491231002X").unwrap()),
+        "张三",
+        "13800000000",
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_xinfadi_visitor_scans_in_turns_yellow_when_huaxiang_is_declared_and_can_be_erased() {
+    let app = app();
+    let s = &app.service;
+    s.register_person(
+        &citizen(),
+        PERSON,
+        code(BEIJING),
+        code(DONGCHENG_COMMUNITY),
+        &personal(),
+    )
+    .await
+    .unwrap();
+
+    // A code, verified offline with the public directory only.
+    let issued = s
+        .generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap();
+    assert_eq!(issued.claims.colour, Colour::Green);
+    let claims = verify_code(&s.directory(), &issued.token, T0 + Duration::minutes(1)).unwrap();
+    assert_eq!(claims.code_id, issued.claims.code_id);
+
+    // The market registers and the person scans its place code.
+    let market = CheckpointId::from_u128(0xAA);
+    s.checkpoint(
+        &fengtai_official(),
+        market,
+        CheckpointCommand::Register {
+            checkpoint_id: market,
+            name: "新发地".into(),
+            place: code(HUAXIANG_COMMUNITY),
+            admission: r#"{"admit":["green"]}"#.into(),
+        },
+    )
+    .await
+    .unwrap();
+    let place = s.place_code(market).unwrap();
+    let scanned = s
+        .checkpoint(
+            &citizen(),
+            market,
+            CheckpointCommand::Scan {
+                scan_id: EventId::from_u128(77),
+                direction: ScanDirection::PersonScansVenue,
+                code_token: issued.token.clone(),
+                place_token: Some(place),
+                temperature: Some(Temperature::parse("temperature", 36.5).unwrap()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        &scanned[..],
+        [HealthEvent::CodeScanned { admitted: true, .. }]
+    ));
+    let state = s.person_state(PERSON).await.unwrap();
+    assert!(state
+        .evidence
+        .iter()
+        .any(|(_, e)| matches!(e, Evidence::VenueVisited { .. })));
+
+    // Two days later Huaxiang is declared high-risk; the sweep turns the visitor yellow.
+    app.clock.advance(Duration::days(2));
+    s.risk_area(
+        &fengtai_official(),
+        RiskAreaCommand::Declare {
+            area: code(HUAXIANG),
+            level: RiskLevel::High,
+        },
+    )
+    .await
+    .unwrap();
+    let changes = s.reevaluate_all(&beijing_official()).await.unwrap();
+    assert!(
+        matches!(&changes[..], [HealthEvent::ColourChanged { colour: Colour::Yellow, reason, .. }] if reason == "RISK_AREA_VENUE_VISIT")
+    );
+    assert!(
+        s.reevaluate_all(&beijing_official())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the sweep is idempotent"
+    );
+
+    // An official's read is recorded; after erasure the data is gone but the log is intact.
+    assert_eq!(
+        s.read_personal_data(&beijing_official(), PERSON, "tracing")
+            .await
+            .unwrap(),
+        personal()
+    );
+    s.erase_personal_data(&citizen(), PERSON).await.unwrap();
+    let err = s
+        .read_personal_data(&beijing_official(), PERSON, "tracing")
+        .await
+        .unwrap_err();
+    assert_eq!(err, HealthCodeError::PersonErased(PERSON));
+    let history = s.person_history(PERSON).await.unwrap();
+    assert!(matches!(history[0], HealthEvent::PersonRegistered { .. }));
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| matches!(e, HealthEvent::HealthInfoQueried { .. }))
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn concurrent_declarations_on_one_person_are_all_kept_after_retrying_conflicts() {
+    let app = app();
+    let s = &app.service;
+    s.register_person(
+        &citizen(),
+        PERSON,
+        code(BEIJING),
+        code(DONGCHENG_COMMUNITY),
+        &personal(),
+    )
+    .await
+    .unwrap();
+    let me = citizen();
+    let declare = |n: u128| {
+        s.person(
+            &me,
+            PERSON,
+            PersonCommand::DeclareHealth {
+                evidence_id: EventId::from_u128(1000 + n),
+                at: T0,
+                symptoms: vec![],
+                temperature: Temperature::parse("temperature", 36.6).unwrap(),
+                declared_travel: vec![],
+                ext: None,
+            },
+        )
+    };
+    let results =
+        futures::future::join_all(vec![declare(1), declare(2), declare(3), declare(4)]).await;
+    for r in results {
+        r.unwrap();
+    }
+    assert_eq!(s.person_state(PERSON).await.unwrap().evidence.len(), 4);
+}
+
+#[tokio::test]
+async fn bad_input_appends_nothing() {
+    let app = app();
+    let s = &app.service;
+    let err = s
+        .register_person(
+            &citizen(),
+            PERSON,
+            code(BEIJING),
+            code("110106000000"),
+            &personal(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        HealthCodeError::Division {
+            field: "residence",
+            ..
+        }
+    ));
+    assert!(s.person_history(PERSON).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_approved_bulk_override_is_applied_to_every_person() {
+    let app = app();
+    let s = &app.service;
+    let people: Vec<_> = (1..=3).map(tongban_kernel::PersonId::from_u128).collect();
+    for p in &people {
+        s.register_person(
+            &beijing_official(),
+            *p,
+            code(BEIJING),
+            code(DONGCHENG_COMMUNITY),
+            &personal(),
+        )
+        .await
+        .unwrap();
+    }
+    let svc = HealthCodeService::new(
+        Arc::new(EmbeddedStore::open(app._dir.path().join("store2")).unwrap()),
+        app.clock.clone(),
+        Arc::new(Divisions::load_default().unwrap()),
+        Arc::new(RedbKeyVault::open(app._dir.path().join("keys2.redb")).unwrap()),
+        OverrideConfig {
+            threshold: 2,
+            ..OverrideConfig::default()
+        },
+    );
+    for p in &people {
+        svc.register_person(
+            &beijing_official(),
+            *p,
+            code(BEIJING),
+            code(DONGCHENG_COMMUNITY),
+            &personal(),
+        )
+        .await
+        .unwrap();
+    }
+    let id = Uuid::from_u128(5);
+    let requested = svc
+        .override_colours(
+            &beijing_official(),
+            code(BEIJING),
+            OverrideCommand::Request {
+                override_id: id,
+                region: code(BEIJING),
+                persons: people.clone(),
+                colour: Colour::Red,
+                legal_basis: "basis".into(),
+                reason: "case cluster".into(),
+                answers: OverrideAnswers::Case("BJ-9".into()),
+                expires_at: T0 + Duration::days(3),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        requested[..],
+        [_, HealthEvent::OverrideAlertRaised { .. }]
+    ));
+    assert_eq!(
+        svc.person_state(people[0]).await.unwrap().colours[&code(BEIJING)].colour,
+        Colour::Green
+    );
+    svc.override_colours(
+        &second_beijing_official(),
+        code(BEIJING),
+        OverrideCommand::Approve { override_id: id },
+    )
+    .await
+    .unwrap();
+    for p in &people {
+        assert_eq!(
+            svc.person_state(*p).await.unwrap().colours[&code(BEIJING)].colour,
+            Colour::Red
+        );
+    }
+    let _ = s;
+}
