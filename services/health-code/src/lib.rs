@@ -24,17 +24,22 @@
 //!   stable return codes.
 //! - [`handler`]: command handling on the event store (load, decide, append
 //!   with the expected revision, retry on conflict).
+//! - [`projections`]: the read models (codes, colour counts, risk areas,
+//!   scan logs, travel, appeals, access log) and change feeds.
+//! - [`graphql`]: this service's part of the gateway's schema.
 
 pub mod checkpoint;
 pub mod context;
 pub mod error;
 pub mod events;
 pub mod facts;
+pub mod graphql;
 pub mod handler;
 pub mod operations;
 pub mod overrides;
 pub mod person;
 pub mod policy;
+pub mod projections;
 pub mod qr;
 pub mod resident_id;
 pub mod risk;

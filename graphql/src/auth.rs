@@ -1,0 +1,373 @@
+//! Authentication: a bearer JWT becomes a kernel [`Actor`].
+//!
+//! Claims: `sub` (person id for citizens, checkpoint id for checkpoints,
+//! any stable id otherwise), `role` (`citizen`, `checkpoint`, `lab`,
+//! `health_official`, `department`, `auditor`, `admin`), `region` and
+//! `sub_regions` for health officials, `name` for labs and departments,
+//! `exp`. Keys: Ed25519 or RSA public keys and JWKS files from the
+//! configuration; HS256 with the local development key (`<data>/dev-jwt.key`,
+//! created by `serve` on first start) only in development mode.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tongban_kernel::{Actor, ActorId, CheckpointId, DivisionCode, PersonId, Role};
+
+use crate::config::{AuthConfig, Mode, Secret};
+use crate::error::GatewayError;
+
+/// Where the development key lives in a data directory.
+pub fn dev_key_path(data: &Path) -> PathBuf {
+    data.join("dev-jwt.key")
+}
+
+/// The claims of a Tongban token.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    /// Subject.
+    pub sub: String,
+    /// Role name.
+    pub role: String,
+    /// Health official's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Health official's sub-regions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_regions: Vec<String>,
+    /// Lab or department name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Expiry (seconds since the epoch).
+    pub exp: i64,
+    /// Issued at.
+    #[serde(default)]
+    pub iat: i64,
+}
+
+fn bad(msg: impl Into<String>) -> GatewayError {
+    GatewayError::Unauthenticated(msg.into())
+}
+
+impl Claims {
+    /// The actor these claims describe.
+    pub fn actor(&self) -> Result<Actor, GatewayError> {
+        let uuid_sub = || {
+            uuid::Uuid::parse_str(&self.sub).map_err(|_| {
+                bad(format!(
+                    "token subject {:?} must be a UUID for role {}",
+                    self.sub, self.role
+                ))
+            })
+        };
+        let role = match self.role.as_str() {
+            "citizen" => Role::Citizen {
+                person: PersonId::from_uuid(uuid_sub()?),
+            },
+            "checkpoint" => Role::Checkpoint {
+                checkpoint: CheckpointId::from_uuid(uuid_sub()?),
+            },
+            "lab" => Role::Lab {
+                name: self.name.clone().unwrap_or_else(|| self.sub.clone()),
+            },
+            "health_official" => {
+                let parse = |s: &str| {
+                    DivisionCode::parse(s)
+                        .map_err(|e| bad(format!("token region {s:?} is not a division code: {e}")))
+                };
+                let region = self
+                    .region
+                    .as_deref()
+                    .ok_or_else(|| bad("a health_official token needs a `region` claim"))?;
+                Role::HealthOfficial {
+                    region: parse(region)?,
+                    sub_regions: self
+                        .sub_regions
+                        .iter()
+                        .map(|s| parse(s))
+                        .collect::<Result<_, _>>()?,
+                }
+            }
+            "department" => Role::Department {
+                name: self.name.clone().unwrap_or_else(|| self.sub.clone()),
+            },
+            "auditor" => Role::Auditor,
+            "admin" => Role::Admin,
+            other => {
+                return Err(bad(format!(
+                    "token role {other:?} is unknown; roles are citizen, checkpoint, lab, health_official, department, auditor, admin"
+                )))
+            }
+        };
+        let id = match uuid::Uuid::parse_str(&self.sub) {
+            Ok(u) => ActorId::from_uuid(u),
+            Err(_) => {
+                let digest = Sha256::digest(self.sub.as_bytes());
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(&digest[..16]);
+                ActorId::from_u128(u128::from_be_bytes(bytes))
+            }
+        };
+        Ok(Actor { id, role })
+    }
+}
+
+struct Key {
+    kid: Option<String>,
+    key: DecodingKey,
+    alg: Algorithm,
+}
+
+/// Verifies bearer tokens.
+pub struct Verifier {
+    keys: Vec<Key>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+/// Reads (or, when `create`, creates) the development HS256 key.
+pub fn dev_key(data: &Path, create: bool) -> anyhow::Result<Option<Secret>> {
+    let path = dev_key_path(data);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(Secret::new(text.trim()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            std::fs::create_dir_all(data).with_context(|| {
+                format!("failed to create the data directory {}", data.display())
+            })?;
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            let secret = hex::encode(bytes);
+            tongban_health_code::graphql::keys::write_secret(&path, &secret).with_context(
+                || format!("failed to write the development key {}", path.display()),
+            )?;
+            Ok(Some(Secret::new(secret)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            Err(e).with_context(|| format!("failed to read the development key {}", path.display()))
+        }
+    }
+}
+
+impl Verifier {
+    /// Builds the verifier from the configuration (and, in development
+    /// mode, the development key).
+    pub fn new(config: &AuthConfig, mode: Mode, dev: Option<&Secret>) -> anyhow::Result<Self> {
+        let mut keys = Vec::new();
+        for path in &config.ed25519_public_keys {
+            let pem = std::fs::read(path).with_context(|| {
+                format!("failed to read the Ed25519 public key {}", path.display())
+            })?;
+            keys.push(Key {
+                kid: None,
+                key: DecodingKey::from_ed_pem(&pem).with_context(|| {
+                    format!("{} is not an Ed25519 public key (PEM)", path.display())
+                })?,
+                alg: Algorithm::EdDSA,
+            });
+        }
+        for path in &config.rsa_public_keys {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("failed to read the RSA public key {}", path.display()))?;
+            keys.push(Key {
+                kid: None,
+                key: DecodingKey::from_rsa_pem(&pem).with_context(|| {
+                    format!("{} is not an RSA public key (PEM)", path.display())
+                })?,
+                alg: Algorithm::RS256,
+            });
+        }
+        if let Some(path) = &config.jwks_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read the JWKS file {}", path.display()))?;
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JWKS document", path.display()))?;
+            for jwk in &set.keys {
+                let alg = match &jwk.algorithm {
+                    jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+                    jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    _ => anyhow::bail!(
+                        "{}: only OKP (Ed25519) and RSA keys are supported",
+                        path.display()
+                    ),
+                };
+                keys.push(Key {
+                    kid: jwk.common.key_id.clone(),
+                    key: DecodingKey::from_jwk(jwk)
+                        .with_context(|| format!("{}: a key cannot be used", path.display()))?,
+                    alg,
+                });
+            }
+        }
+        if mode == Mode::Development {
+            if let Some(secret) = dev {
+                keys.push(Key {
+                    kid: None,
+                    key: DecodingKey::from_secret(secret.expose().as_bytes()),
+                    alg: Algorithm::HS256,
+                });
+            }
+        }
+        Ok(Self {
+            keys,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        })
+    }
+
+    /// Verifies an `Authorization` header value.
+    pub fn verify_header(&self, header: &str) -> Result<Actor, GatewayError> {
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| bad("the Authorization header must be `Bearer <jwt>`"))?;
+        self.verify(token.trim())
+    }
+
+    /// Verifies a token.
+    pub fn verify(&self, token: &str) -> Result<Actor, GatewayError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| bad(format!("malformed token: {e}")))?;
+        let candidates: Vec<&Key> = self
+            .keys
+            .iter()
+            .filter(|k| k.alg == header.alg)
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(bad(format!(
+                "tokens signed with {:?} are not accepted here{}",
+                header.alg,
+                if header.alg == Algorithm::HS256 {
+                    " (HS256 only in development mode)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let mut last = bad("token signature is not valid (forged or signed with another key)");
+        for key in candidates {
+            let mut validation = Validation::new(key.alg);
+            validation.leeway = 30;
+            validation.set_required_spec_claims(&["exp", "sub"]);
+            if let Some(iss) = &self.issuer {
+                validation.set_issuer(&[iss]);
+            }
+            match &self.audience {
+                Some(aud) => validation.set_audience(&[aud]),
+                None => validation.validate_aud = false,
+            }
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => return data.claims.actor(),
+                Err(e) => {
+                    last = match e.kind() {
+                        ErrorKind::ExpiredSignature => return Err(bad("token has expired")),
+                        ErrorKind::InvalidSignature => {
+                            bad("token signature is not valid (forged or signed with another key)")
+                        }
+                        ErrorKind::InvalidIssuer => {
+                            return Err(bad("token issuer is not accepted"))
+                        }
+                        ErrorKind::InvalidAudience => {
+                            return Err(bad("token audience is not accepted"))
+                        }
+                        ErrorKind::MissingRequiredClaim(c) => {
+                            return Err(bad(format!("token lacks the `{c}` claim")))
+                        }
+                        ErrorKind::Json(e) => {
+                            return Err(bad(format!("token claims are malformed: {e}")))
+                        }
+                        _ => bad(format!("malformed token: {e}")),
+                    };
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Mints a development token (HS256 with the local development key).
+pub fn mint_dev(secret: &Secret, claims: &Claims) -> anyhow::Result<String> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+    .context("failed to sign the token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(role: &str, exp: i64) -> Claims {
+        Claims {
+            sub: uuid::Uuid::now_v7().to_string(),
+            role: role.into(),
+            region: Some("110106".into()),
+            sub_regions: vec![],
+            name: None,
+            exp,
+            iat: 0,
+        }
+    }
+
+    fn verifier(secret: &Secret, mode: Mode) -> Verifier {
+        Verifier::new(&AuthConfig::default(), mode, Some(secret)).unwrap()
+    }
+
+    #[test]
+    fn a_development_token_verifies_to_its_role() {
+        let secret = Secret::new("k".repeat(64));
+        let token = mint_dev(&secret, &claims("health_official", i64::MAX / 2)).unwrap();
+        let actor = verifier(&secret, Mode::Development).verify(&token).unwrap();
+        assert_eq!(actor.role_name(), "health_official");
+    }
+
+    #[test]
+    fn expired_forged_and_malformed_tokens_say_why() {
+        let secret = Secret::new("k".repeat(64));
+        let v = verifier(&secret, Mode::Development);
+        let expired = mint_dev(&secret, &claims("admin", 1000)).unwrap();
+        assert!(v
+            .verify(&expired)
+            .unwrap_err()
+            .to_string()
+            .contains("expired"));
+        let forged = mint_dev(&Secret::new("other"), &claims("admin", i64::MAX / 2)).unwrap();
+        assert!(v
+            .verify(&forged)
+            .unwrap_err()
+            .to_string()
+            .contains("forged"));
+        assert!(v
+            .verify("not-a-token")
+            .unwrap_err()
+            .to_string()
+            .contains("malformed"));
+    }
+
+    #[test]
+    fn production_mode_refuses_development_tokens() {
+        let secret = Secret::new("k".repeat(64));
+        let token = mint_dev(&secret, &claims("admin", i64::MAX / 2)).unwrap();
+        let err = verifier(&secret, Mode::Production)
+            .verify(&token)
+            .unwrap_err();
+        assert!(err.to_string().contains("development"), "{err}");
+    }
+}

@@ -1,0 +1,30 @@
+//! Tongban's GraphQL gateway and the `tongban` binary.
+//!
+//! A tour:
+//! - [`config`]: layered configuration (defaults, `tongban.toml`,
+//!   `TONGBAN_*` environment variables, command-line flags); secrets never
+//!   print.
+//! - [`node`]: opens what a node runs on: the event store, the projection
+//!   runner with every service's projections, the services themselves.
+//! - [`schema`]: the schema, merged from each service's GraphQL module (the
+//!   gateway holds no domain logic) plus a few gateway fields.
+//! - [`auth`]: bearer JWTs (Ed25519/RSA public keys, a JWKS file; HS256
+//!   with a local key only in development mode) into a kernel `Actor`.
+//! - [`limits`]: per-token rate limits; depth, complexity, body size and
+//!   time limits are configured in [`server`].
+//! - [`metrics`]: Prometheus text metrics.
+//! - [`server`]: the actix-web application: `/graphql` (GET, POST,
+//!   WebSocket), `/graphiql`, `/healthz`, `/readyz`, `/metrics`, `/`.
+//! - [`demo`]: seeds a city (Beijing) with persons, checkpoints and a
+//!   Xinfadi-style outbreak.
+//! - [`error`]: the gateway's errors and the HTTP answers they become.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod node;
+pub mod schema;
+pub mod server;

@@ -1,0 +1,234 @@
+//! `tongban`: serve the hub, mint development tokens, run the demo.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use tongban_graphql::auth::{self, Claims, Verifier};
+use tongban_graphql::config::{Config, Mode, Overrides};
+use tongban_graphql::node::{Node, NodeClock};
+use tongban_graphql::{demo, server};
+
+/// Tongban (通办): an event-sourced hub for government services.
+#[derive(Parser, Debug)]
+#[command(name = "tongban", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the node keeps its data and listens.
+#[derive(clap::Args, Debug, Clone)]
+struct NodeArgs {
+    /// Configuration file (default: ./tongban.toml if present).
+    #[arg(long, env = "TONGBAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default: ./data, or TONGBAN_DATA).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to listen on (default: 127.0.0.1:8080, or TONGBAN_LISTEN).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Event store: `embedded` (default) or `esdb://host:port`.
+    #[arg(long)]
+    store: Option<String>,
+}
+
+impl NodeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        Config::load(&Overrides {
+            config: self.config.clone(),
+            data: self.data.clone(),
+            listen: self.listen,
+            store: self.store.clone(),
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the GraphQL gateway (works with no configuration).
+    Serve(NodeArgs),
+    /// Print a development token (HS256 with the local development key;
+    /// refused outside development mode).
+    Token {
+        /// citizen, checkpoint, lab, health_official, department, auditor, admin.
+        #[arg(long)]
+        role: String,
+        /// Subject: the person's id (citizen), the checkpoint's id
+        /// (checkpoint) or any stable id.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Region of a health official (division code, e.g. 110106).
+        #[arg(long)]
+        region: Option<String>,
+        /// Sub-regions a health official is limited to (repeatable).
+        #[arg(long = "sub-region")]
+        sub_regions: Vec<String>,
+        /// Name of a lab or department.
+        #[arg(long)]
+        name: Option<String>,
+        /// Validity in hours.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Seed a realistic city (Beijing, a Xinfadi-style outbreak in Fengtai's
+    /// Huaxiang township), then serve it and print tokens for each role.
+    Demo {
+        /// How many persons to register.
+        #[arg(long, default_value_t = 100_000)]
+        persons: usize,
+        /// Seed only; do not serve afterwards.
+        #[arg(long)]
+        no_serve: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Serve the event store over the EventStoreDB gRPC protocol.
+    EsdbServe(NodeArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TONGBAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_urls(addr: SocketAddr, mode: Mode) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Tongban listening on http://{addr}");
+    let _ = writeln!(out, "  GraphQL        http://{addr}/graphql");
+    let _ = writeln!(out, "  Subscriptions  ws://{addr}/graphql");
+    let _ = writeln!(out, "  GraphiQL       http://{addr}/graphiql");
+    let _ = writeln!(
+        out,
+        "  Health         http://{addr}/healthz  http://{addr}/readyz"
+    );
+    let _ = writeln!(out, "  Metrics        http://{addr}/metrics");
+    if mode == Mode::Development {
+        let _ = writeln!(
+            out,
+            "Development mode: mint tokens with `tongban token --role <role> --subject <id>`"
+        );
+    }
+    let _ = out.flush();
+}
+
+async fn open(config: Config, clock: Arc<NodeClock>) -> anyhow::Result<(Node, Verifier)> {
+    let dev = match config.mode {
+        Mode::Development => auth::dev_key(&config.data, true)?,
+        Mode::Production => None,
+    };
+    let verifier = Verifier::new(&config.auth, config.mode, dev.as_ref())?;
+    let node = Node::open(config, clock).await?;
+    Ok((node, verifier))
+}
+
+fn token(
+    config: &Config,
+    role: &str,
+    subject: Option<String>,
+    region: Option<String>,
+    sub_regions: Vec<String>,
+    name: Option<String>,
+    hours: i64,
+) -> anyhow::Result<String> {
+    if config.mode != Mode::Development {
+        bail!("development tokens are refused outside development mode (mode = production)");
+    }
+    let secret = auth::dev_key(&config.data, true)?
+        .context("no development key; start `tongban serve` once first")?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let subject = subject.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let claims = Claims {
+        sub: subject,
+        role: role.into(),
+        region,
+        sub_regions,
+        name,
+        exp: now + hours.max(1) * 3600,
+        iat: now,
+    };
+    claims.actor().map_err(|e| anyhow::anyhow!("{e}"))?;
+    auth::mint_dev(&secret, &claims)
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.config()?;
+            let mode = config.mode;
+            let (node, verifier) = open(config, Arc::new(NodeClock::default())).await?;
+            server::serve(node, verifier, |addr| print_urls(addr, mode)).await
+        }
+        Command::Token {
+            role,
+            subject,
+            region,
+            sub_regions,
+            name,
+            hours,
+            node,
+        } => {
+            let config = node.config()?;
+            let jwt = token(&config, &role, subject, region, sub_regions, name, hours)?;
+            println!("{jwt}");
+            Ok(())
+        }
+        Command::Demo {
+            persons,
+            no_serve,
+            node,
+        } => {
+            let config = node.config()?;
+            let mode = config.mode;
+            let clock = Arc::new(NodeClock::default());
+            let (node, verifier) = open(config.clone(), clock.clone()).await?;
+            let seeded = demo::seed(&node, &clock, persons).await?;
+            if no_serve {
+                node.close().await;
+                return Ok(());
+            }
+            server::serve(node, verifier, move |addr| {
+                print_urls(addr, mode);
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "\nReady-made tokens (valid 24 h):");
+                for (label, claims) in seeded.roles() {
+                    match token(
+                        &config,
+                        &claims.role,
+                        Some(claims.sub.clone()),
+                        claims.region.clone(),
+                        claims.sub_regions.clone(),
+                        claims.name.clone(),
+                        24,
+                    ) {
+                        Ok(t) => {
+                            let _ = writeln!(out, "  {label:<28} {t}");
+                        }
+                        Err(e) => {
+                            let _ = writeln!(out, "  {label:<28} (no token: {e})");
+                        }
+                    }
+                }
+                let _ = out.flush();
+            })
+            .await
+        }
+        Command::EsdbServe(_) => bail!(
+            "`tongban esdb-serve` is not available in this build: the EventStoreDB gRPC endpoint \
+             (tongban-esdb-endpoint) has not landed yet"
+        ),
+    }
+}

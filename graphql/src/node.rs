@@ -1,0 +1,297 @@
+//! A node: what `serve` and `demo` run on. Opens the event store (embedded
+//! under `<data>/events`), the read models (`<data>/projections`), the
+//! key vault (`<data>/vault.redb`), region keys (`<data>/keys`), starts the
+//! projections and builds every service's context.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tongban_health_code::graphql::{HealthCodeApi, Keyring, SharedStore};
+use tongban_health_code::handler::HealthCodeService;
+use tongban_health_code::overrides::OverrideConfig;
+use tongban_health_code::projections::HealthCodeViews;
+use tongban_health_code::vault::{KeyVault, RedbKeyVault};
+use tongban_kernel::{Clock, Divisions};
+use tongban_projection::{EmbeddedReadModels, ProjectionRunner, RunnerConfig};
+use tongban_store::chain::{ChainReport, Head};
+use tongban_store::metadata::StreamMetadataResult;
+use tongban_store::{
+    AppendResult, Direction, EmbeddedStore, EventData, EventFilter, EventStore, ExpectedRevision,
+    Position, PositionRange, ReadFrom, RecordedEvent, StoreError, StreamMetadata, StreamName,
+    SubscribeFrom, Subscription,
+};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// The system clock, which the demo can hold at a simulated time while it
+/// seeds history.
+#[derive(Debug, Default)]
+pub struct NodeClock {
+    held: Mutex<Option<OffsetDateTime>>,
+}
+
+impl NodeClock {
+    /// Holds the clock at `at` (demo seeding).
+    pub fn hold(&self, at: OffsetDateTime) {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(at);
+    }
+
+    /// Lets the clock follow the system time again.
+    pub fn release(&self) {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
+impl Clock for NodeClock {
+    fn now(&self) -> OffsetDateTime {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(OffsetDateTime::now_utc)
+    }
+}
+
+/// Counts appends for `/metrics`.
+struct MeteredStore {
+    inner: Arc<dyn EventStore>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait]
+impl EventStore for MeteredStore {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        let n = events.len();
+        let result = self.inner.append(stream, expected, events).await;
+        if result.is_ok() {
+            self.metrics.append(n);
+        }
+        result
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: ReadFrom<u64>,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner
+            .read_stream(stream, direction, from, max_count)
+            .await
+    }
+    async fn read_all(
+        &self,
+        direction: Direction,
+        from: ReadFrom<Position>,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner
+            .read_all(direction, from, max_count, filter)
+            .await
+    }
+    fn subscribe_to_stream(&self, stream: &StreamName, from: SubscribeFrom<u64>) -> Subscription {
+        self.inner.subscribe_to_stream(stream, from)
+    }
+    fn subscribe_to_all(&self, from: SubscribeFrom<Position>, filter: EventFilter) -> Subscription {
+        self.inner.subscribe_to_all(from, filter)
+    }
+    async fn get_stream_metadata(
+        &self,
+        stream: &StreamName,
+    ) -> Result<StreamMetadataResult, StoreError> {
+        self.inner.get_stream_metadata(stream).await
+    }
+    async fn set_stream_metadata(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        metadata: StreamMetadata,
+    ) -> Result<AppendResult, StoreError> {
+        self.inner
+            .set_stream_metadata(stream, expected, metadata)
+            .await
+    }
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<Position, StoreError> {
+        self.inner.delete_stream(stream, expected).await
+    }
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<Position, StoreError> {
+        self.inner.tombstone_stream(stream, expected).await
+    }
+    async fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.inner.head().await
+    }
+    async fn verify_chain(&self, range: PositionRange) -> Result<ChainReport, StoreError> {
+        self.inner.verify_chain(range).await
+    }
+}
+
+/// Everything a running node holds.
+pub struct Node {
+    /// The configuration in force.
+    pub config: Config,
+    /// The log (metered).
+    pub store: Arc<dyn EventStore>,
+    /// The projections.
+    pub runner: Arc<ProjectionRunner>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The clock.
+    pub clock: Arc<NodeClock>,
+    /// The health-code service's context.
+    pub health_code: Arc<HealthCodeApi>,
+    embedded: Option<EmbeddedStore>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("data", &self.config.data)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Finds the division code files: configured, the repository's copy, or
+/// `shared/divisions` under the working directory.
+pub fn divisions_dir(config: &Config) -> PathBuf {
+    if let Some(d) = &config.divisions {
+        return d.clone();
+    }
+    let built_in = Divisions::default_dir();
+    if built_in.join("provinces.csv").exists() {
+        return built_in;
+    }
+    PathBuf::from("shared/divisions")
+}
+
+fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
+    match config.store.as_deref() {
+        None | Some("embedded") => {}
+        Some(url) if url.starts_with("esdb://") || url.starts_with("kurrentdb://") => bail!(
+            "the EventStoreDB backend (`--store {url}`) is not available in this build; \
+             use the embedded store (the default)"
+        ),
+        Some(other) => bail!("unknown store {other:?}: use `embedded` or `esdb://host:port`"),
+    }
+    let dir = config.data.join("events");
+    EmbeddedStore::open(&dir)
+        .with_context(|| format!("failed to open the event store at {}", dir.display()))
+}
+
+impl Node {
+    /// Opens a node on `config`'s data directory.
+    pub async fn open(config: Config, clock: Arc<NodeClock>) -> anyhow::Result<Self> {
+        let data: &Path = &config.data;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("failed to create the data directory {}", data.display()))?;
+        let dir = divisions_dir(&config);
+        let divisions = Arc::new(Divisions::load_from(&dir).with_context(|| {
+            format!(
+                "failed to load the division codes from {} (set TONGBAN_DIVISIONS)",
+                dir.display()
+            )
+        })?);
+        let metrics = Arc::new(Metrics::default());
+        let embedded = open_store(&config)?;
+        let store: Arc<dyn EventStore> = Arc::new(MeteredStore {
+            inner: Arc::new(embedded.clone()),
+            metrics: metrics.clone(),
+        });
+        let models = EmbeddedReadModels::beside(data).context("failed to open the read models")?;
+        let runner = Arc::new(ProjectionRunner::new(
+            store.clone(),
+            Arc::new(models),
+            RunnerConfig::default(),
+        ));
+        let views = HealthCodeViews::default();
+        let tables = views.tables.clone();
+        runner
+            .start(Arc::new(views))
+            .context("failed to start the health-code projection")?;
+        let vault_path = data.join("vault.redb");
+        let vault: Arc<dyn KeyVault> =
+            Arc::new(RedbKeyVault::open(&vault_path).with_context(|| {
+                format!("failed to open the key vault {}", vault_path.display())
+            })?);
+        let service = Arc::new(HealthCodeService::new(
+            Arc::new(SharedStore(store.clone())),
+            clock.clone(),
+            divisions.clone(),
+            vault.clone(),
+            OverrideConfig::default(),
+        ));
+        let loaded = service
+            .rebuild()
+            .await
+            .context("failed to load the health-code history")?;
+        let keyring =
+            Arc::new(Keyring::open(data.join("keys")).context("failed to open the region keys")?);
+        keyring
+            .install_all(&service)
+            .context("failed to install the region keys")?;
+        tracing::info!(events = loaded, "health-code history loaded");
+        let health_code = Arc::new(HealthCodeApi {
+            service,
+            store: store.clone(),
+            runner: runner.clone(),
+            keyring,
+            vault,
+            divisions,
+            clock: clock.clone(),
+            read_wait: Duration::from_millis(config.limits.read_wait_ms),
+            tables,
+        });
+        Ok(Self {
+            config,
+            store,
+            runner,
+            metrics,
+            clock,
+            health_code,
+            embedded: Some(embedded),
+        })
+    }
+
+    /// Stops the projections and flushes the store.
+    pub async fn close(mut self) {
+        let embedded = self.embedded.take();
+        let Self {
+            runner,
+            health_code,
+            store,
+            ..
+        } = self;
+        drop(health_code);
+        drop(store);
+        match Arc::try_unwrap(runner) {
+            Ok(runner) => runner.shutdown().await,
+            Err(_) => tracing::warn!("projections still in use at shutdown; not waiting for them"),
+        }
+        if let Some(store) = embedded {
+            store.close().await;
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The schema: each service's GraphQL module merged in, plus a few gateway
+//! fields. Adding a government service is one crate and one entry in each
+//! merged type below.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    Context, MergedObject, MergedSubscription, Object, Result, Schema, SimpleObject,
+};
+use tongban_health_code::graphql::{
+    api::{coded, forbidden},
+    caller, HealthCodeMutation, HealthCodeQuery, HealthCodeSubscription,
+};
+use tongban_kernel::Role;
+use tongban_projection::{ProjectionRunner, RunState};
+use tongban_store::EventStore;
+
+use crate::config::Limits;
+use crate::node::Node;
+
+/// Every service's queries.
+#[derive(MergedObject, Default)]
+pub struct Query(HealthCodeQuery, GatewayQuery);
+
+/// Every service's mutations.
+#[derive(MergedObject, Default)]
+pub struct Mutation(HealthCodeMutation);
+
+/// Every service's subscriptions.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(HealthCodeSubscription);
+
+/// The gateway's schema.
+pub type TongbanSchema = Schema<Query, Mutation, Subscription>;
+
+/// Gateway-level queries: who am I, the log head, projection status.
+#[derive(Default)]
+pub struct GatewayQuery;
+
+/// The caller as the gateway sees them.
+#[derive(SimpleObject)]
+pub struct Whoami {
+    /// Actor id.
+    pub id: String,
+    /// Role name.
+    pub role: String,
+    /// Region (health officials).
+    pub region: Option<String>,
+}
+
+/// The end of the log and its chain hash (sign and publish it).
+#[derive(SimpleObject)]
+pub struct LogHead {
+    /// Position.
+    pub position: u64,
+    /// Hash chain head (hex).
+    pub hash: String,
+}
+
+/// A projection's status.
+#[derive(SimpleObject)]
+pub struct ProjectionInfo {
+    /// Name.
+    pub name: String,
+    /// catching_up, live, failed, stopped.
+    pub state: String,
+    /// Last position applied.
+    pub position: Option<u64>,
+    /// Events behind the head.
+    pub events_behind: u64,
+    /// Seconds behind.
+    pub seconds_behind: f64,
+}
+
+#[Object]
+impl GatewayQuery {
+    /// The authenticated caller.
+    async fn whoami(&self, ctx: &Context<'_>) -> Result<Whoami> {
+        let actor = caller(ctx)?;
+        Ok(Whoami {
+            id: actor.id.to_string(),
+            role: actor.role_name().into(),
+            region: match &actor.role {
+                Role::HealthOfficial { region, .. } => Some(region.to_string()),
+                _ => None,
+            },
+        })
+    }
+
+    /// The log head (auditor, admin).
+    async fn log_head(&self, ctx: &Context<'_>) -> Result<Option<LogHead>> {
+        let actor = caller(ctx)?;
+        if !matches!(actor.role, Role::Auditor | Role::Admin) {
+            return Err(forbidden(actor, "logHead", "auditor, admin"));
+        }
+        let store = ctx.data::<Arc<dyn EventStore>>()?;
+        let head = store
+            .head()
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        Ok(head.map(|h| LogHead {
+            position: h.position.0,
+            hash: h.hash.to_hex(),
+        }))
+    }
+
+    /// Projection status (auditor, admin).
+    async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
+        let actor = caller(ctx)?;
+        if !matches!(actor.role, Role::Auditor | Role::Admin) {
+            return Err(forbidden(actor, "projections", "auditor, admin"));
+        }
+        let runner = ctx.data::<Arc<ProjectionRunner>>()?;
+        let statuses = runner
+            .statuses()
+            .await
+            .map_err(|e| coded("INTERNAL", e.to_string()))?;
+        Ok(statuses
+            .into_iter()
+            .map(|s| ProjectionInfo {
+                name: s.name,
+                state: match s.state {
+                    RunState::CatchingUp => "catching_up".into(),
+                    RunState::Live => "live".into(),
+                    RunState::Failed { error, .. } => format!("failed: {error}"),
+                    RunState::Stopped => "stopped".into(),
+                },
+                position: s.position.map(|p| p.0),
+                events_behind: s.events_behind,
+                seconds_behind: s.seconds_behind,
+            })
+            .collect())
+    }
+}
+
+/// Builds the schema with the node's services and the limits.
+pub fn build(node: &Node, limits: &Limits) -> TongbanSchema {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .data(node.health_code.clone())
+    .data(node.store.clone())
+    .data(node.runner.clone())
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .finish()
+}

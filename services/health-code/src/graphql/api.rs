@@ -1,0 +1,178 @@
+//! What the resolvers share: [`HealthCodeApi`] and the helpers that turn a
+//! caller and a domain error into GraphQL answers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{Context, Error, ErrorExtensions};
+use tongban_kernel::{Actor, Clock, DivisionCode, Divisions, PersonId, Role};
+use tongban_projection::{ProjectionError, ProjectionRunner, ReadModels};
+use tongban_store::{EventStore, StoreError};
+
+use crate::error::HealthCodeError;
+use crate::graphql::keys::Keyring;
+use crate::graphql::store::SharedStore;
+use crate::handler::HealthCodeService;
+use crate::projections::{Tables, VIEWS};
+
+/// The command handler the GraphQL module drives.
+pub type Service = HealthCodeService<SharedStore>;
+
+/// Context data of the health-code resolvers.
+pub struct HealthCodeApi {
+    /// Commands.
+    pub service: Arc<Service>,
+    /// The log (for positions).
+    pub store: Arc<dyn EventStore>,
+    /// The projections (read models and feeds).
+    pub runner: Arc<ProjectionRunner>,
+    /// Region signing keys.
+    pub keyring: Arc<Keyring>,
+    /// Personal-data keys (the same vault the service seals with).
+    pub vault: Arc<dyn crate::vault::KeyVault>,
+    /// Division codes.
+    pub divisions: Arc<Divisions>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Longest wait for read models to reach a position (read-your-writes).
+    pub read_wait: Duration,
+    /// The read-model tables.
+    pub tables: Tables,
+}
+
+/// Builds a GraphQL error with `extensions.code`.
+pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, e| e.set("code", code))
+}
+
+/// `FORBIDDEN`, naming the field and who may see it.
+pub fn forbidden(actor: &Actor, what: &str, who: &str) -> Error {
+    coded(
+        "FORBIDDEN",
+        format!(
+            "a {} may not read or do `{what}`; allowed: {who}",
+            actor.role_name()
+        ),
+    )
+}
+
+/// Maps a domain error to a GraphQL error with its `extensions.code`.
+pub fn domain(e: HealthCodeError) -> Error {
+    coded(e.extension_code(), e.to_string())
+}
+
+/// Maps a read-side error.
+pub fn read_side(e: ProjectionError) -> Error {
+    let code = match &e {
+        ProjectionError::InvalidInput { .. } => "INVALID_INPUT",
+        ProjectionError::UnknownProjection { .. } => "NOT_FOUND",
+        ProjectionError::ShutDown | ProjectionError::ConsumerTooSlow { .. } => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    coded(code, e.to_string())
+}
+
+/// Maps a store error.
+pub fn store(e: StoreError) -> Error {
+    coded(e.code(), e.to_string())
+}
+
+/// `INVALID_INPUT` for `field`.
+pub fn invalid(field: &str, rule: impl std::fmt::Display) -> Error {
+    coded("INVALID_INPUT", format!("invalid `{field}`: {rule}"))
+}
+
+/// The authenticated caller, or `UNAUTHENTICATED`.
+pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Actor, Error> {
+    ctx.data_opt::<Actor>().ok_or_else(|| {
+        coded(
+            "UNAUTHENTICATED",
+            "this field needs a bearer token (Authorization: Bearer <jwt>)",
+        )
+    })
+}
+
+/// The context data (an `Arc<HealthCodeApi>`), or `INTERNAL`.
+pub fn api<'a>(ctx: &Context<'a>) -> Result<&'a HealthCodeApi, Error> {
+    ctx.data::<Arc<HealthCodeApi>>()
+        .map(|a| a.as_ref())
+        .map_err(|_| coded("INTERNAL", "the health-code service is not configured"))
+}
+
+/// Parses a division code for `field`, checking it exists.
+pub fn division(
+    api: &HealthCodeApi,
+    field: &'static str,
+    text: &str,
+) -> Result<DivisionCode, Error> {
+    api.divisions
+        .parse_known(text.trim())
+        .map_err(|e| domain(HealthCodeError::division(field, e)))
+}
+
+/// Parses a person id for `field`.
+pub fn person_id(field: &'static str, text: &str) -> Result<PersonId, Error> {
+    PersonId::parse(text.trim()).map_err(|_| invalid(field, format!("`{text}` is not a UUID")))
+}
+
+/// The person a command is about: the given id, or the caller themself.
+pub fn subject(actor: &Actor, given: Option<&str>) -> Result<PersonId, Error> {
+    match (given, &actor.role) {
+        (Some(id), _) => person_id("personId", id),
+        (None, Role::Citizen { person }) => Ok(*person),
+        (None, _) => Err(invalid(
+            "personId",
+            "is required unless a citizen acts for themself",
+        )),
+    }
+}
+
+/// Whether the caller is the person.
+pub fn is_self(actor: &Actor, person: &str) -> bool {
+    matches!(&actor.role, Role::Citizen { person: p } if p.to_string() == person)
+}
+
+impl HealthCodeApi {
+    /// The read models of the `health_code` projection.
+    pub fn models(&self) -> Result<ReadModels, Error> {
+        self.runner.read_models(VIEWS).map_err(read_side)
+    }
+
+    /// The log's head position (what a mutation returns for read-your-writes).
+    pub async fn position(&self) -> Result<u64, Error> {
+        Ok(self
+            .store
+            .head()
+            .await
+            .map_err(store)?
+            .map_or(0, |h| h.position.0))
+    }
+
+    /// Waits, bounded by `read_wait`, until the read models reached `min`.
+    pub async fn wait(&self, min: Option<u64>) -> Result<(), Error> {
+        let Some(min) = min else { return Ok(()) };
+        self.runner
+            .wait_for(VIEWS, tongban_store::Position(min), self.read_wait)
+            .await
+            .map_err(|e| match e {
+                ProjectionError::InvalidInput { field, .. } if field == "timeout" => coded(
+                    "TIMEOUT",
+                    format!(
+                        "the read models did not reach log position {min} within {} ms; retry later",
+                        self.read_wait.as_millis()
+                    ),
+                ),
+                other => read_side(other),
+            })
+    }
+
+    /// Makes sure `region` can sign codes.
+    pub fn ensure_key(&self, region: DivisionCode) -> Result<(), Error> {
+        self.keyring.ensure(&self.service, region).map_err(domain)
+    }
+
+    /// [`ensure_key`](Self::ensure_key) for callers outside GraphQL.
+    pub fn ensure_key_for(&self, region: DivisionCode) -> Result<(), HealthCodeError> {
+        self.keyring.ensure(&self.service, region)
+    }
+}

@@ -1,0 +1,381 @@
+//! Queries: the read models, and the two GB/T 38963 operations that read
+//! (`queryHealthInformation`, `verifyCode`). Every query that returns a
+//! person to someone else records who, role, purpose and fields first.
+
+use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use tongban_kernel::{Actor, DivisionCode, Role};
+use tongban_projection::KeyRange;
+
+use crate::graphql::api::{self, api, caller, coded, domain, forbidden, HealthCodeApi};
+use crate::graphql::objects::{Appeal, Checkpoint, CountyColours, Person, Policy, RiskArea};
+use crate::person::PersonCommand;
+use crate::types::BizExt;
+
+/// The health-code queries.
+#[derive(Default)]
+pub struct HealthCodeQuery;
+
+/// What a verified code says (colour only, never the person).
+#[derive(SimpleObject)]
+pub struct CodeVerification {
+    /// Whether signature and expiry check out.
+    pub valid: bool,
+    /// The colour, when valid.
+    pub colour: Option<String>,
+    /// Issuing region.
+    pub region: Option<String>,
+    /// Expiry (RFC 3339).
+    pub expires_at: Option<String>,
+    /// Why not valid.
+    pub reason: Option<String>,
+}
+
+fn selected_fields(ctx: &Context<'_>) -> Vec<String> {
+    ctx.field()
+        .selection_set()
+        .map(|f| f.name().to_string())
+        .filter(|n| !n.starts_with("__"))
+        .collect()
+}
+
+/// Loads a person for a caller who is not (necessarily) the person,
+/// enforcing who may look and recording the read.
+async fn person_for(
+    ctx: &Context<'_>,
+    id: &str,
+    purpose: Option<String>,
+    min_position: Option<u64>,
+) -> Result<Option<Person>> {
+    let actor = caller(ctx)?;
+    let api = api(ctx)?;
+    api.wait(min_position).await?;
+    let person = api::person_id("id", id)?;
+    let key = person.to_string();
+    let Some(view) = api
+        .models()?
+        .get(&api.tables.persons, &key)
+        .await
+        .map_err(api::read_side)?
+    else {
+        return Err(coded(
+            "NOT_FOUND",
+            format!("person {key} is not registered"),
+        ));
+    };
+    if api::is_self(actor, &key) {
+        return Ok(Some(Person { view }));
+    }
+    let allowed = match &actor.role {
+        Role::HealthOfficial { .. } => {
+            DivisionCode::parse(&view.residence).is_ok_and(|r| actor.has_health_authority_over(&r))
+        }
+        Role::Auditor | Role::Admin => true,
+        _ => false,
+    };
+    if !allowed {
+        return Err(forbidden(
+            actor,
+            "person",
+            "the person, a health official of their residence, auditor, admin",
+        ));
+    }
+    let purpose = purpose
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| api::invalid("purpose", "reading someone's data needs a purpose"))?;
+    let fields = selected_fields(ctx)
+        .into_iter()
+        .filter(|f| crate::graphql::objects::field_visible(actor.role_name(), f))
+        .collect();
+    record_access(api, actor, person, purpose, fields).await?;
+    Ok(Some(Person { view }))
+}
+
+async fn record_access(
+    api: &HealthCodeApi,
+    actor: &Actor,
+    person: tongban_kernel::PersonId,
+    purpose: String,
+    fields: Vec<String>,
+) -> Result<()> {
+    let ext = BizExt::parse(serde_json::json!({ "fields": fields })).map_err(domain)?;
+    api.service
+        .person(
+            actor,
+            person,
+            PersonCommand::QueryHealthInfo {
+                purpose,
+                ext: Some(ext),
+            },
+        )
+        .await
+        .map_err(domain)?;
+    Ok(())
+}
+
+#[Object]
+impl HealthCodeQuery {
+    /// The calling citizen's own record (colour, code, travel, who looked).
+    async fn me(&self, ctx: &Context<'_>, min_position: Option<u64>) -> Result<Option<Person>> {
+        let actor = caller(ctx)?;
+        let Role::Citizen { person } = &actor.role else {
+            return Err(forbidden(actor, "me", "citizen"));
+        };
+        let api = api(ctx)?;
+        api.wait(min_position).await?;
+        Ok(api
+            .models()?
+            .get(&api.tables.persons, &person.to_string())
+            .await
+            .map_err(api::read_side)?
+            .map(|view| Person { view }))
+    }
+
+    /// A person, for the person, a health official of their residence, an
+    /// auditor or an admin. Reads by anyone but the person are recorded
+    /// with the `purpose` and the fields returned.
+    async fn person(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        purpose: Option<String>,
+        min_position: Option<u64>,
+    ) -> Result<Option<Person>> {
+        person_for(ctx, &id, purpose, min_position).await
+    }
+
+    /// GB/T 38963 "query health information": the same as `person`, always
+    /// with a purpose.
+    async fn query_health_information(
+        &self,
+        ctx: &Context<'_>,
+        person_id: ID,
+        purpose: String,
+        min_position: Option<u64>,
+    ) -> Result<Option<Person>> {
+        person_for(ctx, &person_id, Some(purpose), min_position).await
+    }
+
+    /// GB/T 38963 "verify a code": checks a code's signature and expiry
+    /// offline and says its colour (never who it belongs to).
+    async fn verify_code(&self, ctx: &Context<'_>, code: String) -> Result<CodeVerification> {
+        let actor = caller(ctx)?;
+        if !matches!(
+            actor.role,
+            Role::Checkpoint { .. } | Role::HealthOfficial { .. } | Role::Admin
+        ) {
+            return Err(forbidden(
+                actor,
+                "verifyCode",
+                "checkpoint, health_official, admin",
+            ));
+        }
+        let api = api(ctx)?;
+        let bytes = match crate::token::parse_text(code.trim()) {
+            Ok(b) => b,
+            Err(e) => return Err(domain(e)),
+        };
+        let directory = api.service.directory();
+        Ok(
+            match crate::token::verify_code(&directory, &bytes, api.clock.now()) {
+                Ok(claims) => CodeVerification {
+                    valid: true,
+                    colour: Some(claims.colour.as_str().into()),
+                    region: Some(claims.region.to_string()),
+                    expires_at: claims
+                        .expires_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok(),
+                    reason: None,
+                },
+                Err(e) => CodeVerification {
+                    valid: false,
+                    colour: None,
+                    region: None,
+                    expires_at: None,
+                    reason: Some(e.to_string()),
+                },
+            },
+        )
+    }
+
+    /// Colour counts per county of residence within `region`.
+    async fn colour_counts(
+        &self,
+        ctx: &Context<'_>,
+        region: String,
+        min_position: Option<u64>,
+    ) -> Result<Vec<CountyColours>> {
+        let actor = caller(ctx)?;
+        let api = api(ctx)?;
+        let region = api::division(api, "region", &region)?;
+        let allowed = match &actor.role {
+            Role::HealthOfficial { region: r, .. } => r.contains(&region) || region.contains(r),
+            Role::Department { .. } | Role::Auditor | Role::Admin => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(forbidden(
+                actor,
+                "colourCounts",
+                "health_official (own region), department, auditor, admin",
+            ));
+        }
+        api.wait(min_position).await?;
+        let rows = api
+            .models()?
+            .scan_all(&api.tables.colour_counts, &KeyRange::all())
+            .await
+            .map_err(api::read_side)?;
+        let own = match &actor.role {
+            Role::HealthOfficial { .. } => Some(actor),
+            _ => None,
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(county, n)| {
+                let code = DivisionCode::parse(&county).ok()?;
+                let inside = region.contains(&code) || code.contains(&region);
+                let authorised = own.is_none_or(|a| a.has_health_authority_over(&code));
+                (inside && authorised).then(|| CountyColours {
+                    name: api.divisions.name(&code).map(str::to_owned),
+                    county,
+                    green: n.green,
+                    yellow: n.yellow,
+                    red: n.red,
+                })
+            })
+            .collect())
+    }
+
+    /// Risk areas in force, optionally only within `within` (public).
+    async fn risk_areas(
+        &self,
+        ctx: &Context<'_>,
+        within: Option<String>,
+        min_position: Option<u64>,
+    ) -> Result<Vec<RiskArea>> {
+        caller(ctx)?;
+        let api = api(ctx)?;
+        let within = within
+            .map(|w| api::division(api, "within", &w))
+            .transpose()?;
+        api.wait(min_position).await?;
+        let rows = api
+            .models()?
+            .scan_all(&api.tables.risk_areas, &KeyRange::all())
+            .await
+            .map_err(api::read_side)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(area, v)| {
+                let code = DivisionCode::parse(&area).ok()?;
+                within
+                    .is_none_or(|w| w.contains(&code))
+                    .then(|| RiskArea::new(v, api.divisions.name(&code).map(str::to_owned)))
+            })
+            .collect())
+    }
+
+    /// A checkpoint (anyone authenticated); its scan log is guarded.
+    async fn checkpoint(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        min_position: Option<u64>,
+    ) -> Result<Option<Checkpoint>> {
+        caller(ctx)?;
+        let api = api(ctx)?;
+        api.wait(min_position).await?;
+        Ok(api
+            .models()?
+            .get(&api.tables.checkpoints, &id.trim().to_string())
+            .await
+            .map_err(api::read_side)?
+            .map(|view| Checkpoint { view }))
+    }
+
+    /// Checkpoints within `region`.
+    async fn checkpoints(&self, ctx: &Context<'_>, region: String) -> Result<Vec<Checkpoint>> {
+        caller(ctx)?;
+        let api = api(ctx)?;
+        let region = api::division(api, "region", &region)?;
+        let rows = api
+            .models()?
+            .scan_all(&api.tables.checkpoints, &KeyRange::all())
+            .await
+            .map_err(api::read_side)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, c)| DivisionCode::parse(&c.place).is_ok_and(|p| region.contains(&p)))
+            .map(|(_, view)| Checkpoint { view })
+            .collect())
+    }
+
+    /// The appeals queue of `region` (open ones unless `status` is given).
+    async fn appeals(
+        &self,
+        ctx: &Context<'_>,
+        region: String,
+        status: Option<String>,
+        min_position: Option<u64>,
+    ) -> Result<Vec<Appeal>> {
+        let actor = caller(ctx)?;
+        let api = api(ctx)?;
+        let region = api::division(api, "region", &region)?;
+        let allowed = match &actor.role {
+            Role::HealthOfficial { .. } => actor.has_health_authority_over(&region),
+            Role::Auditor | Role::Admin => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(forbidden(
+                actor,
+                "appeals",
+                "health_official (own region), auditor, admin",
+            ));
+        }
+        api.wait(min_position).await?;
+        let status = status.unwrap_or_else(|| "open".into());
+        let rows = api
+            .models()?
+            .scan_all(&api.tables.appeals, &KeyRange::all())
+            .await
+            .map_err(api::read_side)?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, a)| {
+                a.status == status
+                    && DivisionCode::parse(&a.region).is_ok_and(|r| region.contains(&r))
+            })
+            .map(|(_, a)| Appeal::from(a))
+            .collect())
+    }
+
+    /// The latest policy of a province or city (public).
+    async fn policy(&self, ctx: &Context<'_>, region: String) -> Result<Option<Policy>> {
+        caller(ctx)?;
+        let api = api(ctx)?;
+        let region = api::division(api, "region", &region)?;
+        Ok(api
+            .models()?
+            .get(&api.tables.policies, &region.to_string())
+            .await
+            .map_err(api::read_side)?
+            .map(|p| Policy {
+                region: p.region,
+                policy_id: p.policy_id,
+                version: p.version,
+                published_at: p.published_at,
+                document: async_graphql::Json(
+                    serde_json::from_str(&p.document).unwrap_or_default(),
+                ),
+            }))
+    }
+
+    /// The name of a division code (public).
+    async fn division_name(&self, ctx: &Context<'_>, code: String) -> Result<Option<String>> {
+        let api = api(ctx)?;
+        let code = api::division(api, "code", &code)?;
+        Ok(api.divisions.name(&code).map(str::to_owned))
+    }
+}
