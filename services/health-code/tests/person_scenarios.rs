@@ -958,3 +958,89 @@ fn events_round_trip_through_json_with_stable_type_names() {
     );
     let _ = PersonId::from_u128(0);
 }
+
+#[test]
+fn a_malformed_resident_id_number_is_rejected_naming_the_field_and_the_rule() {
+    use tongban_health_code::resident_id::IdentityDocument;
+    let err = IdentityDocument::parse("resident_id", "110105194912310021").unwrap_err();
+    assert!(
+        matches!(err, HealthCodeError::InvalidInput { field: "id_document.number", ref rule } if rule.contains("GB 11643"))
+    );
+    let err = IdentityDocument::parse("driving_licence", "123456").unwrap_err();
+    assert!(matches!(
+        err,
+        HealthCodeError::InvalidInput {
+            field: "id_document.kind",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn biz_ext_data_is_stored_with_the_declaration() {
+    use tongban_health_code::types::BizExt;
+    let ext = BizExt::parse(json!({"channel": "wechat-miniprogram", "sceneId": "S-17"})).unwrap();
+    let then = scenario()
+        .by(citizen())
+        .given([registered(), green_in(BEIJING)])
+        .when(PersonCommand::DeclareHealth {
+            evidence_id: EventId::from_u128(60),
+            at: T0,
+            symptoms: vec![],
+            temperature: Temperature::parse("temperature", 36.4).unwrap(),
+            declared_travel: vec![code(HUAXIANG_COMMUNITY)],
+            ext: Some(ext.clone()),
+        });
+    match &then.events()[0] {
+        HealthEvent::EvidenceRecorded {
+            ext: stored,
+            evidence: Evidence::HealthDeclared {
+                declared_travel, ..
+            },
+            ..
+        } => {
+            assert_eq!(stored.as_ref(), Some(&ext));
+            assert_eq!(
+                declared_travel,
+                &vec![code(FENGTAI)],
+                "declared places are kept at county level"
+            );
+        }
+        other => panic!("expected a declaration, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_request_to_call_a_code_names_the_app_and_its_purpose() {
+    scenario()
+        .by(citizen())
+        .given([registered(), green_in(BEIJING)])
+        .when(PersonCommand::RequestCodeCall {
+            requester: "Beijing Metro".into(),
+            purpose: "station entry".into(),
+            ext: None,
+        })
+        .then_expect(vec![HealthEvent::CodeCallRequested {
+            person_id: PERSON,
+            requester: "Beijing Metro".into(),
+            purpose: "station entry".into(),
+            granted: true,
+            at: T0,
+            ext: None,
+        }])
+        .and_then_at(T0)
+        .when(PersonCommand::RequestCodeCall {
+            requester: " ".into(),
+            purpose: "x".into(),
+            ext: None,
+        })
+        .then_fails(|e| {
+            matches!(
+                e,
+                HealthCodeError::InvalidInput {
+                    field: "requester",
+                    ..
+                }
+            )
+        });
+}
