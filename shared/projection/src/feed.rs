@@ -197,6 +197,12 @@ impl Feed {
         }
     }
 
+    /// A feed read from a read model without a runner (e.g. an offline
+    /// reader); it sees stored records only.
+    pub fn open(name: &str, models: ReadModels) -> Self {
+        Self::new(name, models, 1)
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
