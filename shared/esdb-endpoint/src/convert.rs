@@ -95,7 +95,6 @@ pub(crate) fn read_event(event: &RecordedEvent, structured: bool) -> streams::Re
     }
 }
 
-#[allow(dead_code)] // used by persistent subscriptions, landing next
 pub(crate) fn persistent_event(
     event: &RecordedEvent,
     retry_count: i32,
