@@ -11,15 +11,19 @@
 //!   events from `$all` after a position, asks the registry, and records
 //!   the outcome on the application (`ResidenceChangeApplied` or
 //!   `ResidenceChangeFailed`). Recording the outcome makes it idempotent: a
-//!   change already answered is never sent again.
+//!   change already answered is never sent again. [`ResidenceProcess::run`]
+//!   does the same live, from a catch-up subscription to `$all`.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::person::PersonCommand;
 use tongban_kernel::{Actor, ActorId, DivisionCode, PersonId, Role};
-use tongban_store::{Direction, EventFilter, EventStore, Position, ReadFrom};
+use tongban_store::{
+    Direction, EventFilter, EventStore, Position, ReadFrom, SubscribeFrom, SubscriptionMessage,
+};
 
 use crate::case::CaseState;
 use crate::commands::CaseCommand;
@@ -144,5 +148,66 @@ impl<S: EventStore, R: ResidenceRegistry + ?Sized> ResidenceProcess<S, R> {
                 return Ok(last);
             }
         }
+    }
+
+    /// Runs live: handles every approved change committed after `after`,
+    /// then each new one as it is committed. Returns only when the
+    /// subscription ends (the store closed or dropped this subscriber),
+    /// with the last position handled, so the caller can resume from it.
+    pub async fn run(&self, after: Option<Position>) -> (Option<Position>, CaseError) {
+        let filter = EventFilter::event_types(["ResidenceChangeApproved.v1"]);
+        let from = after.map_or(SubscribeFrom::Start, SubscribeFrom::After);
+        let mut subscription = self.cases.store().subscribe_to_all(from, filter);
+        let mut last = after;
+        while let Some(message) = subscription.next().await {
+            let recorded = match message {
+                Ok(SubscriptionMessage::Event(recorded)) => recorded,
+                Ok(_) => continue,
+                Err(e) => return (last, CaseError::Store(e.to_string())),
+            };
+            let handled = match recorded.json::<crate::events::CaseEvent>() {
+                Ok(event) => self.handle(event.case_id()).await,
+                Err(e) => Err(CaseError::Store(format!("undecodable case event: {e}"))),
+            };
+            if let Err(e) = handled {
+                return (last, e);
+            }
+            last = Some(recorded.position);
+        }
+        (
+            last,
+            CaseError::Store("the event store ended the subscription".into()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::ResidenceChange;
+
+    fn approved(applied: Option<bool>) -> CaseState {
+        CaseState {
+            case_id: Some(CaseId::from_u128(1)),
+            residence_change: Some(ResidenceChange {
+                person_id: PersonId::from_u128(2),
+                to: DivisionCode::parse("110106018002").unwrap(),
+                applied,
+            }),
+            ..CaseState::default()
+        }
+    }
+
+    #[test]
+    fn an_unanswered_approved_change_is_sent_to_the_health_code_domain() {
+        let order = react(&approved(None)).unwrap();
+        assert_eq!(order.person_id, PersonId::from_u128(2));
+    }
+
+    #[test]
+    fn an_answered_change_is_never_sent_again() {
+        assert_eq!(react(&approved(Some(true))), None);
+        assert_eq!(react(&approved(Some(false))), None);
+        assert_eq!(react(&CaseState::default()), None);
     }
 }

@@ -453,3 +453,53 @@ async fn officials_see_only_their_department_and_region_and_applicants_only_thei
     assert!(matches!(err, CaseError::Forbidden(_)), "{err}");
     let _ = &hub.catalog;
 }
+
+#[tokio::test]
+async fn the_live_process_manager_moves_the_person_as_soon_as_the_change_is_approved() {
+    let hub = hub().await;
+    let zhao = PersonId::from_u128(0x51);
+    hub.register(zhao, "110105198001010016").await;
+    let process = Arc::new(ResidenceProcess::new(hub.cases.clone(), hub.health.clone()));
+    let running = {
+        let process = process.clone();
+        tokio::spawn(async move { process.run(None).await })
+    };
+    let case_id = hub
+        .cases
+        .submit(
+            &person(0x51),
+            ServiceCode::parse(standard::RESIDENCE_CHANGE).unwrap(),
+            code("110106"),
+            json!({"newCommunity": HUAXIANG_COMMUNITY, "moveDate": "2020-06-10"}),
+        )
+        .await
+        .unwrap();
+    let police = official("public-security", "110106");
+    hub.cases
+        .execute(&police, case_id, CaseCommand::Accept)
+        .await
+        .unwrap();
+    hub.cases
+        .execute(
+            &police,
+            case_id,
+            CaseCommand::Approve {
+                reasons: vec!["ok".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let moved = async {
+        loop {
+            let state = hub.health.person_state(zhao).await.unwrap();
+            if state.residence == Some(code(HUAXIANG_COMMUNITY)) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), moved)
+        .await
+        .expect("the residence change reached the health-code domain");
+    running.abort();
+}
