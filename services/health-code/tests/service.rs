@@ -304,3 +304,81 @@ async fn an_approved_bulk_override_is_applied_to_every_person() {
     }
     let _ = s;
 }
+
+#[tokio::test]
+async fn a_new_service_rebuilds_its_read_models_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FixedClock::new(T0));
+    let divisions = Arc::new(Divisions::load_default().unwrap());
+    let open = |store: Arc<EmbeddedStore>| {
+        let vault = Arc::new(RedbKeyVault::open(dir.path().join("keys.redb")).unwrap());
+        let service = HealthCodeService::new(
+            store,
+            clock.clone(),
+            divisions.clone(),
+            vault,
+            OverrideConfig::default(),
+        );
+        service.install_region_key(RegionKey::from_seed(code(BEIJING), [1; 32]));
+        service
+    };
+    let market = CheckpointId::from_u128(0xAA);
+    let first = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
+    let token = {
+        let s = open(first.clone());
+        s.register_person(
+            &citizen(),
+            PERSON,
+            code(BEIJING),
+            code(DONGCHENG_COMMUNITY),
+            &personal(),
+        )
+        .await
+        .unwrap();
+        s.risk_area(
+            &fengtai_official(),
+            RiskAreaCommand::Declare {
+                area: code(HUAXIANG),
+                level: RiskLevel::High,
+            },
+        )
+        .await
+        .unwrap();
+        s.checkpoint(
+            &fengtai_official(),
+            market,
+            CheckpointCommand::Register {
+                checkpoint_id: market,
+                name: "market".into(),
+                place: code(HUAXIANG_COMMUNITY),
+                admission: r#"{"admit":["green"]}"#.into(),
+            },
+        )
+        .await
+        .unwrap();
+        s.generate_code(&citizen(), PERSON, code(BEIJING))
+            .await
+            .unwrap()
+            .token
+    };
+    // A new service over the same log starts with empty read models and rebuilds them.
+    let s = open(first);
+    assert!(s.rebuild().await.unwrap() >= 5);
+    assert_eq!(s.persons(), vec![PERSON]);
+    // The rebuilt code index links the scan to the person; the rebuilt risk map turns them yellow.
+    s.checkpoint(
+        &checkpoint_device(),
+        market,
+        CheckpointCommand::Scan {
+            scan_id: EventId::from_u128(1),
+            direction: ScanDirection::GuardScansPerson,
+            code_token: token,
+            place_token: None,
+            temperature: None,
+        },
+    )
+    .await
+    .unwrap();
+    let state = s.person_state(PERSON).await.unwrap();
+    assert_eq!(state.colours[&code(BEIJING)].colour, Colour::Yellow);
+}
