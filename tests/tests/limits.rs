@@ -1,0 +1,78 @@
+//! Abusive requests are refused with clear errors: too deep, too complex,
+//! too large, too many, too slow.
+
+use serde_json::json;
+use tongban_e2e::{spawn_app, spawn_on};
+
+#[actix_web::test]
+async fn deep_complex_and_large_queries_are_rejected() -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let admin = app.token("admin", "admin-1", None)?;
+
+    let deep = format!("{{ {} x {} }}", "a {".repeat(12), "}".repeat(12));
+    let body = app.gql(&admin, &deep, json!({})).await?;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP",
+        "{body}"
+    );
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("limit is 10"));
+
+    let wide: String = (0..600)
+        .map(|i| format!("a{i}: whoami {{ role }} "))
+        .collect();
+    let body = app.gql(&admin, &format!("{{ {wide} }}"), json!({})).await?;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX",
+        "{body}"
+    );
+
+    let huge = format!(
+        "{{\"query\": \"{{ whoami {{ role }} }}\", \"padding\": \"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let (status, body) = app.post_raw(Some(&admin), huge).await?;
+    assert_eq!(status, 413);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE");
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("65536"));
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_token_over_its_rate_is_told_to_wait_and_slow_requests_time_out() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = spawn_on(
+        dir.path(),
+        &[
+            ("TONGBAN_RATE_PER_SECOND", "1"),
+            ("TONGBAN_RATE_BURST", "3"),
+            ("TONGBAN_REQUEST_TIMEOUT_MS", "300"),
+        ],
+    )?;
+    let admin = app.token("admin", "admin-1", None)?;
+    let query = json!({"query": "{ whoami { role } }"});
+    for _ in 0..3 {
+        let (status, _) = app.post(Some(&admin), query.clone()).await?;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = app.post(Some(&admin), query.clone()).await?;
+    assert_eq!(status, 429);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    // Another token is not affected.
+    let auditor = app.token("auditor", "auditor-1", None)?;
+    // Waiting for a log position that never comes outlasts the request timeout.
+    let (status, body) = app
+        .post(
+            Some(&auditor),
+            json!({"query": "{ riskAreas(minPosition: 999999) { area } }"}),
+        )
+        .await?;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT");
+    Ok(())
+}
