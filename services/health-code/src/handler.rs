@@ -518,59 +518,117 @@ impl<S: EventStore> HealthCodeService<S> {
                 |s, ctx| checkpoint::decide(s, &command, ctx, &directory),
             )
             .await?;
-        // A scan is evidence about the person the code belongs to.
         for scan in &events {
-            let HealthEvent::CodeScanned {
-                checkpoint_id,
-                scan_id,
-                code_id,
-                at,
-                ..
-            } = scan
-            else {
-                continue;
-            };
-            let (person, place) = {
-                let views = read_lock(&self.views);
-                (
-                    views.codes.get(code_id).copied(),
-                    views.places.get(checkpoint_id).copied(),
-                )
-            };
-            let (Some(person), Some(place)) = (person, place) else {
-                continue;
-            };
-            // Recorded on behalf of the checkpoint, whichever side scanned.
-            let recorder = Actor {
-                id: actor.id,
-                role: Role::Checkpoint {
-                    checkpoint: *checkpoint_id,
-                },
-            };
-            for (i, evidence) in checkpoint::scan_evidence(scan, place)
-                .into_iter()
-                .enumerate()
-            {
-                let id = EventId::from_u128(scan_id.uuid().as_u128() ^ (i as u128 + 1));
-                let meta = EvidenceMeta {
-                    id,
-                    source: EvidenceSource::Checkpoint,
-                    occurred_at: *at,
-                    recorded_by: actor.id,
-                };
-                self.person(
-                    &recorder,
-                    person,
-                    PersonCommand::RecordEvidence {
-                        meta,
-                        evidence,
-                        ext: None,
-                    },
-                )
-                .await?;
-            }
+            self.fan_out_scan(actor, scan).await?;
         }
         Ok(events)
+    }
+
+    /// A scan is evidence about the person the code belongs to: a measured
+    /// temperature, and a venue visit when admitted. Idempotent (evidence ids
+    /// derive from the scan id), so it can be repeated after a crash.
+    async fn fan_out_scan(&self, actor: &Actor, scan: &HealthEvent) -> Result<(), HealthCodeError> {
+        let HealthEvent::CodeScanned {
+            checkpoint_id,
+            scan_id,
+            code_id,
+            at,
+            ..
+        } = scan
+        else {
+            return Ok(());
+        };
+        let (person, place) = {
+            let views = read_lock(&self.views);
+            (
+                views.codes.get(code_id).copied(),
+                views.places.get(checkpoint_id).copied(),
+            )
+        };
+        let (Some(person), Some(place)) = (person, place) else {
+            return Ok(());
+        };
+        // Recorded on behalf of the checkpoint, whichever side scanned.
+        let recorder = Actor {
+            id: actor.id,
+            role: Role::Checkpoint {
+                checkpoint: *checkpoint_id,
+            },
+        };
+        for (i, evidence) in checkpoint::scan_evidence(scan, place)
+            .into_iter()
+            .enumerate()
+        {
+            let id = EventId::from_u128(scan_id.uuid().as_u128() ^ (i as u128 + 1));
+            let meta = EvidenceMeta {
+                id,
+                source: EvidenceSource::Checkpoint,
+                occurred_at: *at,
+                recorded_by: actor.id,
+            };
+            self.person(
+                &recorder,
+                person,
+                PersonCommand::RecordEvidence {
+                    meta,
+                    evidence,
+                    ext: None,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes work a crash may have interrupted between two appends:
+    /// scans whose evidence has not reached the person's stream and effective
+    /// overrides not yet applied to every person. Both steps are idempotent;
+    /// call after [`rebuild`](Self::rebuild) at start-up. Returns how many
+    /// scans and overrides were looked at.
+    pub async fn resume(&self, actor: &Actor) -> Result<usize, HealthCodeError> {
+        let filter = EventFilter::streams(["checkpoint-", "override-"]);
+        let mut from = ReadFrom::Start;
+        let mut seen = 0;
+        let mut overrides: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
+        loop {
+            let page = self
+                .store
+                .read_all(Direction::Forwards, from, PAGE, &filter)
+                .await
+                .map_err(store_err)?;
+            let Some(last) = page.last() else { break };
+            from = ReadFrom::At(last.position.next());
+            for recorded in &page {
+                match recorded.json::<HealthEvent>() {
+                    Ok(scan @ HealthEvent::CodeScanned { .. }) => {
+                        seen += 1;
+                        self.fan_out_scan(actor, &scan).await?;
+                    }
+                    Ok(HealthEvent::OverrideRequested { override_id, .. }) => {
+                        seen += 1;
+                        overrides
+                            .entry(recorded.stream.as_str().to_owned())
+                            .or_default()
+                            .push(override_id);
+                    }
+                    _ => {}
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        for (name, ids) in overrides {
+            let (state, _) = self
+                .load(&stream(name)?, |s: OverrideState, e| s.evolve(e))
+                .await?;
+            for id in ids {
+                for (person_id, apply) in state.applications(&id) {
+                    self.person(actor, person_id, apply).await?;
+                }
+            }
+        }
+        Ok(seen)
     }
 
     /// Signs a checkpoint's place code with the key of a region containing it.

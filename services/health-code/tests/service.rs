@@ -382,3 +382,81 @@ async fn a_new_service_rebuilds_its_read_models_from_the_log() {
     let state = s.person_state(PERSON).await.unwrap();
     assert_eq!(state.colours[&code(BEIJING)].colour, Colour::Yellow);
 }
+
+#[tokio::test]
+async fn resuming_after_a_crash_between_appends_delivers_the_scan_evidence_once() {
+    use tongban_store::{EventData, EventStore, ExpectedRevision, StreamName};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
+    let s = HealthCodeService::new(
+        store.clone(),
+        Arc::new(FixedClock::new(T0)),
+        Arc::new(Divisions::load_default().unwrap()),
+        Arc::new(RedbKeyVault::open(dir.path().join("keys.redb")).unwrap()),
+        OverrideConfig::default(),
+    );
+    s.install_region_key(RegionKey::from_seed(code(BEIJING), [1; 32]));
+    s.register_person(
+        &citizen(),
+        PERSON,
+        code(BEIJING),
+        code(DONGCHENG_COMMUNITY),
+        &personal(),
+    )
+    .await
+    .unwrap();
+    let market = CheckpointId::from_u128(0xAA);
+    s.checkpoint(
+        &fengtai_official(),
+        market,
+        CheckpointCommand::Register {
+            checkpoint_id: market,
+            name: "market".into(),
+            place: code(HUAXIANG_COMMUNITY),
+            admission: r#"{"admit":["green"]}"#.into(),
+        },
+    )
+    .await
+    .unwrap();
+    let issued = s
+        .generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap();
+    // The process died right after recording the scan, before the person's evidence.
+    let scan = HealthEvent::CodeScanned {
+        checkpoint_id: market,
+        scan_id: EventId::from_u128(3),
+        code_id: issued.claims.code_id,
+        direction: ScanDirection::GuardScansPerson,
+        colour: Colour::Green,
+        admitted: true,
+        reason: "ADMITTED".into(),
+        temperature: None,
+        at: T0,
+    };
+    let name = StreamName::parse(format!("checkpoint-{market}")).unwrap();
+    store
+        .append(
+            &name,
+            ExpectedRevision::Exact(0),
+            vec![EventData::json(scan.type_name(), &scan).unwrap()],
+        )
+        .await
+        .unwrap();
+    let visits = |state: &tongban_health_code::PersonState| {
+        state
+            .evidence
+            .iter()
+            .filter(|(_, e)| matches!(e, Evidence::VenueVisited { .. }))
+            .count()
+    };
+    assert_eq!(visits(&s.person_state(PERSON).await.unwrap()), 0);
+    assert_eq!(s.resume(&beijing_official()).await.unwrap(), 1);
+    assert_eq!(visits(&s.person_state(PERSON).await.unwrap()), 1);
+    s.resume(&beijing_official()).await.unwrap();
+    assert_eq!(
+        visits(&s.person_state(PERSON).await.unwrap()),
+        1,
+        "resuming twice adds nothing"
+    );
+}
