@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tongban_store::EventStore;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -132,7 +131,13 @@ impl Endpoint {
                 port: self.addr.port(),
             }));
         tracing::info!("serving the EventStoreDB client protocol");
-        let incoming = TcpListenerStream::new(self.listener);
+        // No Nagle: small gRPC frames must not wait for delayed ACKs.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from_listener(self.listener, true, None)
+                .map_err(|e| EndpointError::Bind {
+                    addr: self.addr,
+                    source: std::io::Error::other(e.to_string()),
+                })?;
         router
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
