@@ -33,6 +33,9 @@ struct Args {
     /// Sustained write rate for the lag figures (events per second).
     #[arg(long, default_value_t = 5000)]
     rate: u64,
+    /// Events per projection batch (one read-model commit each).
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
     /// Seconds of sustained writes.
     #[arg(long)]
     seconds: Option<u64>,
@@ -104,13 +107,21 @@ async fn generate(store: &EmbeddedStore, count: u64) -> Result<()> {
     Ok(())
 }
 
+fn config(batch: usize) -> RunnerConfig {
+    RunnerConfig {
+        batch_size: batch,
+        ..RunnerConfig::default()
+    }
+}
+
 async fn catch_up(
     events: Arc<dyn EventStore>,
     models_dir: PathBuf,
     copies: usize,
+    batch: usize,
 ) -> Result<Duration> {
     let models = Arc::new(EmbeddedReadModels::open(&models_dir)?);
-    let runner = ProjectionRunner::new(events, models, RunnerConfig::default());
+    let runner = ProjectionRunner::new(events, models, config(batch));
     let started = Instant::now();
     for c in 0..copies {
         runner.start(Arc::new(CategoryCounts::named(&format!("counts-{c}"), 1)))?;
@@ -142,12 +153,13 @@ async fn main() -> Result<()> {
     let generated = started.elapsed();
     let head = events.head().await?.map_or(0, |h| h.position.0 + 1);
     line("events", head);
+    line("batch_size", args.batch);
     line(
         "generate_seconds",
         format!("{:.2}", generated.as_secs_f64()),
     );
 
-    let one = catch_up(events.clone(), dir.join("models-1"), 1).await?;
+    let one = catch_up(events.clone(), dir.join("models-1"), 1, args.batch).await?;
     line(
         "catchup_1_projection_seconds",
         format!("{:.2}", one.as_secs_f64()),
@@ -156,7 +168,7 @@ async fn main() -> Result<()> {
         "catchup_1_projection_events_per_second",
         format!("{:.0}", head as f64 / one.as_secs_f64()),
     );
-    let three = catch_up(events.clone(), dir.join("models-3"), 3).await?;
+    let three = catch_up(events.clone(), dir.join("models-3"), 3, args.batch).await?;
     line(
         "catchup_3_projections_seconds",
         format!("{:.2}", three.as_secs_f64()),
@@ -172,7 +184,7 @@ async fn main() -> Result<()> {
     let runner = Arc::new(ProjectionRunner::new(
         events.clone(),
         models,
-        RunnerConfig::default(),
+        config(args.batch),
     ));
     for c in 0..3 {
         runner.start(Arc::new(CategoryCounts::named(&format!("counts-{c}"), 1)))?;
@@ -242,10 +254,12 @@ async fn main() -> Result<()> {
         "drain_after_load_ms",
         format!("{:.1}", drained.elapsed().as_secs_f64() * 1000.0),
     );
+    line("peak_rss_kib", vm_hwm_kib().unwrap_or(0));
     if let Ok(runner) = Arc::try_unwrap(runner) {
         runner.shutdown().await;
     }
+    // `close` waits for every clone of the store to be dropped.
+    drop(events);
     store.close().await;
-    line("peak_rss_kib", vm_hwm_kib().unwrap_or(0));
     Ok(())
 }
