@@ -219,6 +219,9 @@ pub(crate) fn status_of(error: StoreError) -> Status {
         | StoreError::NotAStore { .. }
         | StoreError::UnsupportedFormat { .. } => Status::invalid_argument(message),
         StoreError::Io { .. } | StoreError::Corruption { .. } => Status::internal(message),
+        StoreError::AccessDenied { .. } => {
+            with_exception(Status::permission_denied(message), "access-denied", &[])
+        }
         StoreError::Unavailable { .. } | StoreError::SubscriptionDropped { .. } => {
             Status::unavailable(message)
         }

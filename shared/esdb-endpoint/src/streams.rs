@@ -173,7 +173,7 @@ impl Streams for StreamsService {
         &self,
         request: Request<Streaming<AppendReq>>,
     ) -> Result<Response<AppendResp>, Status> {
-        let _caller = self.auth.caller(request.metadata())?;
+        let caller = self.auth.caller(request.metadata())?;
         let mut incoming = request.into_inner();
         let options = match incoming.message().await? {
             Some(AppendReq {
@@ -200,7 +200,9 @@ impl Streams for StreamsService {
             }
         }
         tracing::debug!(stream = %stream, events = events.len(), %expected, "append");
-        let outcome = append_or_set_metadata(self.store.as_ref(), &stream, expected, events).await;
+        let outcome =
+            append_or_set_metadata(self.store.as_ref(), &stream, expected, events, caller.admin)
+                .await;
         use streams::append_resp::{success, Position as P, Result as R, Success};
         let result = match outcome {
             Ok(r) => R::Success(Success {
@@ -290,7 +292,7 @@ impl Streams for StreamsService {
         &self,
         request: Request<Streaming<BatchAppendReq>>,
     ) -> Result<Response<Self::BatchAppendStream>, Status> {
-        let _caller = self.auth.caller(request.metadata())?;
+        let admin = self.auth.caller(request.metadata())?.admin;
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
@@ -332,7 +334,7 @@ impl Streams for StreamsService {
                     }
                     if message.is_final {
                         if let Some(batch) = pending.remove(&key) {
-                            let resp = batch.commit(store.as_ref()).await;
+                            let resp = batch.commit(store.as_ref(), admin).await;
                             if tx.send(Ok(resp)).await.is_err() {
                                 return;
                             }
@@ -347,12 +349,15 @@ impl Streams for StreamsService {
 }
 
 /// An append, or a metadata change when the target is a `$$stream` and the
-/// event a `$metadata` event (what `set_stream_metadata` sends).
+/// event a `$metadata` event (what `set_stream_metadata` sends). An
+/// administrator may also write the hub's own `$` system streams, as on
+/// EventStoreDB.
 pub(crate) async fn append_or_set_metadata(
     store: &dyn EventStore,
     stream: &StreamName,
     expected: ExpectedRevision,
     mut events: Vec<EventData>,
+    admin: bool,
 ) -> Result<tongban_store::AppendResult, StoreError> {
     if let Some(target) = stream.metadata_target() {
         if events.len() == 1 && events[0].event_type == METADATA_EVENT_TYPE {
@@ -366,6 +371,11 @@ pub(crate) async fn append_or_set_metadata(
             return store.set_stream_metadata(&target, expected, metadata).await;
         }
     }
+    if admin && stream.ensure_system().is_ok() {
+        return store
+            .append_to_system_stream(stream, expected, events)
+            .await;
+    }
     store.append(stream, expected, events).await
 }
 
@@ -378,7 +388,7 @@ struct Batch {
 }
 
 impl Batch {
-    async fn commit(self, store: &dyn EventStore) -> BatchAppendResp {
+    async fn commit(self, store: &dyn EventStore, admin: bool) -> BatchAppendResp {
         use streams::batch_append_req::options::ExpectedStreamPosition as E;
         use streams::batch_append_resp::{self as r, success};
         let options = self.options.unwrap_or_default();
@@ -403,9 +413,11 @@ impl Batch {
                 message: status.message().to_string(),
                 details: None,
             }),
-            (None, Ok(stream)) => append_or_set_metadata(store, &stream, expected, self.events)
-                .await
-                .map_err(batch_error),
+            (None, Ok(stream)) => {
+                append_or_set_metadata(store, &stream, expected, self.events, admin)
+                    .await
+                    .map_err(batch_error)
+            }
         };
         let result = match outcome {
             Ok(a) => r::Result::Success(r::Success {

@@ -106,7 +106,7 @@ pub(crate) fn map_error(
             field: "request".into(),
             rule: message,
         },
-        E::AccessDenied => StoreError::Unavailable {
+        E::AccessDenied => StoreError::AccessDenied {
             reason: "access denied by the EventStoreDB node (check the credentials in the connection string)".into(),
         },
         other => StoreError::Unavailable {

@@ -1,6 +1,5 @@
 //! [`EsdbStore`]: the [`EventStore`] trait over an EventStoreDB node.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -11,9 +10,9 @@ use eventstore::{
 };
 use tongban_store::metadata::{StreamMetadataResult, METADATA_EVENT_TYPE};
 use tongban_store::{
-    AppendResult, ChainReport, Direction, EventData, EventFilter, EventStore, ExpectedRevision,
-    Head, Position, PositionRange, ReadFrom, RecordedEvent, StoreError, StreamMetadata, StreamName,
-    SubscribeFrom, Subscription,
+    validate_events, AppendResult, ChainReport, Direction, EventData, EventFilter, EventStore,
+    ExpectedRevision, Head, Position, PositionRange, ReadFrom, RecordedEvent, StoreError,
+    StreamMetadata, StreamName, SubscribeFrom, Subscription,
 };
 
 use crate::chain::{is_witness_event, ChainWitness};
@@ -37,6 +36,44 @@ pub(crate) struct Inner {
 }
 
 impl EsdbStore {
+    /// Appends events already checked by the caller.
+    async fn append_checked(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        let count = events.len() as u64;
+        let client_events = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| client_event(e, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let written = self
+            .inner
+            .append_raw(stream.as_str(), expected, client_events)
+            .await?;
+        let position = Position(written.position.commit);
+        let next = written.next_expected_version;
+        // The protocol answers only the last position; look up the first.
+        let first_position = if count <= 1 {
+            position
+        } else {
+            let first = next.saturating_sub(count - 1);
+            self.inner
+                .read_stream_raw(stream.as_str(), Direction::Forwards, ReadFrom::At(first), 1)
+                .await
+                .ok()
+                .and_then(|e| e.first().map(|e| e.position))
+                .unwrap_or(position)
+        };
+        Ok(AppendResult {
+            next_expected_revision: next,
+            first_position,
+            position,
+        })
+    }
+
     /// Connects lazily: the first operation reaches the node (with retries).
     pub fn connect(config: EsdbConfig) -> Result<Self, EsdbError> {
         let settings: ClientSettings = config.connection_string.parse().map_err(
@@ -51,37 +88,6 @@ impl EsdbStore {
             }),
         })
     }
-}
-
-fn ensure_writable(stream: &StreamName) -> Result<(), StoreError> {
-    if stream.is_system() {
-        return Err(StoreError::InvalidStreamName {
-            name: stream.to_string(),
-            reason: "names starting with '$' are reserved for system streams".into(),
-        });
-    }
-    Ok(())
-}
-
-fn validate_append(stream: &StreamName, events: &[EventData]) -> Result<(), StoreError> {
-    ensure_writable(stream)?;
-    if events.is_empty() {
-        return Err(StoreError::InvalidInput {
-            field: "events".into(),
-            rule: "an append needs at least one event".into(),
-        });
-    }
-    let mut seen = HashSet::with_capacity(events.len());
-    for (index, event) in events.iter().enumerate() {
-        event.validate(index)?;
-        if !seen.insert(event.id) {
-            return Err(StoreError::InvalidInput {
-                field: format!("events[{index}].id"),
-                rule: format!("event id {} appears twice in one append", event.id),
-            });
-        }
-    }
-    Ok(())
 }
 
 fn client_event(event: &EventData, index: usize) -> Result<eventstore::EventData, StoreError> {
@@ -309,36 +315,21 @@ impl EventStore for EsdbStore {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
-        validate_append(stream, &events)?;
-        let count = events.len() as u64;
-        let client_events = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| client_event(e, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let written = self
-            .inner
-            .append_raw(stream.as_str(), expected, client_events)
-            .await?;
-        let position = Position(written.position.commit);
-        let next = written.next_expected_version;
-        // The protocol answers only the last position; look up the first.
-        let first_position = if count <= 1 {
-            position
-        } else {
-            let first = next.saturating_sub(count - 1);
-            self.inner
-                .read_stream_raw(stream.as_str(), Direction::Forwards, ReadFrom::At(first), 1)
-                .await
-                .ok()
-                .and_then(|e| e.first().map(|e| e.position))
-                .unwrap_or(position)
-        };
-        Ok(AppendResult {
-            next_expected_revision: next,
-            first_position,
-            position,
-        })
+        stream.ensure_writable()?;
+        validate_events(&events)?;
+        self.append_checked(stream, expected, events).await
+    }
+
+    #[tracing::instrument(name = "esdb.append_system", skip(self, events), fields(stream = %stream, events = events.len()))]
+    async fn append_to_system_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        stream.ensure_system()?;
+        validate_events(&events)?;
+        self.append_checked(stream, expected, events).await
     }
 
     #[tracing::instrument(name = "esdb.read_stream", skip(self), fields(stream = %stream))]
@@ -421,17 +412,16 @@ impl EventStore for EsdbStore {
         expected: ExpectedRevision,
         metadata: StreamMetadata,
     ) -> Result<AppendResult, StoreError> {
-        if metadata.max_count == Some(0) {
-            return Err(StoreError::InvalidInput {
-                field: "metadata.$maxCount".into(),
-                rule: "max count must be at least 1".into(),
-            });
-        }
-        if metadata.max_age_seconds == Some(0) {
-            return Err(StoreError::InvalidInput {
-                field: "metadata.$maxAge".into(),
-                rule: "max age must be at least 1 second".into(),
-            });
+        metadata.validate()?;
+        // As on the embedded store, a metadata change that does not mention
+        // truncate-before keeps an earlier soft delete.
+        let mut metadata = metadata;
+        if metadata.truncate_before.is_none() {
+            metadata.truncate_before = self
+                .get_stream_metadata(stream)
+                .await?
+                .metadata
+                .truncate_before;
         }
         let event = EventData::json(METADATA_EVENT_TYPE, &metadata)?;
         let meta = stream.metadata_stream();
@@ -462,7 +452,7 @@ impl EventStore for EsdbStore {
         stream: &StreamName,
         expected: ExpectedRevision,
     ) -> Result<Position, StoreError> {
-        ensure_writable(stream)?;
+        stream.ensure_writable()?;
         let options =
             DeleteStreamOptions::default().expected_revision(expected_to_client(expected));
         let position = self
@@ -480,7 +470,7 @@ impl EventStore for EsdbStore {
         stream: &StreamName,
         expected: ExpectedRevision,
     ) -> Result<Position, StoreError> {
-        ensure_writable(stream)?;
+        stream.ensure_writable()?;
         let options =
             TombstoneStreamOptions::default().expected_revision(expected_to_client(expected));
         let position = self

@@ -63,6 +63,10 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
+    /// `FORBIDDEN`: the backend refused the caller (e.g. EventStoreDB's
+    /// access denied).
+    #[error("access denied: {reason}")]
+    AccessDenied { reason: String },
     /// `UNAVAILABLE`: the store is closed or its backend cannot be reached.
     #[error("the event store is unavailable: {reason}")]
     Unavailable { reason: String },
@@ -96,6 +100,7 @@ impl StoreError {
             | Self::NotAStore { .. }
             | Self::UnsupportedFormat { .. } => "INVALID_INPUT",
             Self::Io { .. } | Self::Corruption { .. } => "INTERNAL",
+            Self::AccessDenied { .. } => "FORBIDDEN",
             Self::Unavailable { .. } | Self::SubscriptionDropped { .. } => "UNAVAILABLE",
         }
     }

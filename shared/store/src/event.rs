@@ -189,6 +189,28 @@ impl EventData {
     }
 }
 
+/// Checks what every backend requires of the events of one append: at
+/// least one, each valid, no event id twice.
+pub fn validate_events(events: &[EventData]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::InvalidInput {
+            field: "events".into(),
+            rule: "an append needs at least one event".into(),
+        });
+    }
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        event.validate(index)?;
+        if !seen.insert(event.id) {
+            return Err(StoreError::InvalidInput {
+                field: format!("events[{index}].id"),
+                rule: format!("event id {} appears twice in one append", event.id),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_json(bytes: &[u8], index: usize, field: &'static str) -> Result<(), StoreError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map(|_| ())
@@ -251,7 +273,9 @@ pub struct AppendResult {
     /// The stream's revision after the append: pass it as
     /// `ExpectedRevision::Exact` to append next.
     pub next_expected_revision: u64,
-    /// Position of the first event of the append.
+    /// Position of the first event of the append. (Over the EventStoreDB
+    /// protocol, which answers only the last position, finding it costs the
+    /// `esdb` backend one extra read for appends of several events.)
     pub first_position: Position,
     /// Position of the last event of the append.
     pub position: Position,

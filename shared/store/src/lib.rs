@@ -26,8 +26,8 @@ pub use chain::{ChainHash, ChainReport, Head};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use event::{
-    AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, RecordedEvent,
-    MAX_EVENT_SIZE,
+    validate_events, AppendResult, CurrentRevision, EventData, ExpectedRevision, Position,
+    RecordedEvent, MAX_EVENT_SIZE,
 };
 pub use filter::EventFilter;
 pub use metadata::StreamMetadata;

@@ -37,7 +37,8 @@ impl StreamMetadata {
         self
     }
 
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+    /// Checks the rules a store enforces on metadata.
+    pub fn validate(&self) -> Result<(), StoreError> {
         if self.max_count == Some(0) {
             return Err(StoreError::InvalidInput {
                 field: "metadata.$maxCount".into(),

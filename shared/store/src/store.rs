@@ -94,6 +94,17 @@ pub trait EventStore: Send + Sync + 'static {
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError>;
 
+    /// Appends to one of the hub's own system streams (`$name`; not `$$`
+    /// metadata streams): chain checkpoints, subscription state. Ordinary
+    /// appends refuse `$` streams, so users cannot write these; only the
+    /// hub's own components call this.
+    async fn append_to_system_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError>;
+
     /// Reads up to `max_count` visible events of a stream.
     /// Fails with `StreamNotFound` if it never existed or was soft-deleted
     /// without being re-created, and `StreamDeleted` if tombstoned.

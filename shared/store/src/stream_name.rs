@@ -64,11 +64,25 @@ impl StreamName {
     }
 
     /// Rejects system streams for ordinary appends.
-    pub(crate) fn ensure_writable(&self) -> Result<(), StoreError> {
+    pub fn ensure_writable(&self) -> Result<(), StoreError> {
         if self.is_system() {
             return Err(StoreError::InvalidStreamName {
                 name: self.0.clone(),
                 reason: "names starting with '$' are reserved for system streams".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl StreamName {
+    /// Accepts only the hub's own system streams (`$name`), not metadata
+    /// streams (`$$name`, written through stream metadata).
+    pub fn ensure_system(&self) -> Result<(), StoreError> {
+        if !self.is_system() || self.0.starts_with("$$") {
+            return Err(StoreError::InvalidStreamName {
+                name: self.0.clone(),
+                reason: "a system stream name starts with a single '$'".into(),
             });
         }
         Ok(())

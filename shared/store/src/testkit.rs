@@ -1142,6 +1142,38 @@ async fn a_soft_deleted_stream_is_recreated_with_continuing_revisions(
     Ok(())
 }
 
+async fn a_metadata_change_keeps_an_earlier_soft_delete(store: Arc<dyn EventStore>) -> CaseResult {
+    let s = stream("order");
+    ok(
+        store
+            .append(&s, ExpectedRevision::NoStream, events("A", 3))
+            .await,
+        "append",
+    )?;
+    ok(
+        store.delete_stream(&s, ExpectedRevision::Any).await,
+        "delete",
+    )?;
+    ok(
+        store
+            .set_stream_metadata(
+                &s,
+                ExpectedRevision::Any,
+                StreamMetadata::default().with_max_count(10),
+            )
+            .await,
+        "metadata",
+    )?;
+    let e = err(store
+        .read_stream(&s, Direction::Forwards, ReadFrom::Start, 10)
+        .await)?;
+    ensure!(
+        matches!(e, StoreError::StreamNotFound { .. }),
+        "deleted events came back: {e:?}"
+    );
+    Ok(())
+}
+
 async fn a_soft_delete_checks_the_expected_revision(store: Arc<dyn EventStore>) -> CaseResult {
     let s = stream("order");
     ok(
@@ -1228,6 +1260,45 @@ async fn appends_to_system_streams_are_refused(store: Arc<dyn EventStore>) -> Ca
     ensure!(
         matches!(e, StoreError::InvalidStreamName { .. }),
         "got {e:?}"
+    );
+    Ok(())
+}
+
+async fn the_hub_appends_to_its_own_system_streams_and_they_read_back(
+    store: Arc<dyn EventStore>,
+) -> CaseResult {
+    let s = StreamName::parse(format!("$tongban-test-{}", Uuid::new_v4().simple()))
+        .map_err(|e| e.to_string())?;
+    let r = ok(
+        store
+            .append_to_system_stream(&s, ExpectedRevision::NoStream, events("Checkpoint", 2))
+            .await,
+        "system append",
+    )?;
+    ensure!(
+        r.next_expected_revision == 1,
+        "revision {}",
+        r.next_expected_revision
+    );
+    ensure!(
+        ns(&read_fwd(&store, &s).await?) == vec![0, 1],
+        "system stream reads back wrong"
+    );
+    let user = stream("order");
+    let e = err(store
+        .append_to_system_stream(&user, ExpectedRevision::Any, events("A", 1))
+        .await)?;
+    ensure!(
+        matches!(e, StoreError::InvalidStreamName { .. }),
+        "a user stream was accepted: {e:?}"
+    );
+    let meta = user.metadata_stream();
+    let e = err(store
+        .append_to_system_stream(&meta, ExpectedRevision::Any, events("A", 1))
+        .await)?;
+    ensure!(
+        matches!(e, StoreError::InvalidStreamName { .. }),
+        "a metadata stream was accepted: {e:?}"
     );
     Ok(())
 }
@@ -1717,9 +1788,11 @@ cases!(
     a_soft_deleted_stream_reads_as_not_found,
     a_soft_deleted_stream_is_recreated_with_continuing_revisions,
     a_soft_delete_checks_the_expected_revision,
+    a_metadata_change_keeps_an_earlier_soft_delete,
     a_tombstoned_stream_refuses_reads_and_appends_forever,
     a_tombstone_checks_the_expected_revision,
     appends_to_system_streams_are_refused,
+    the_hub_appends_to_its_own_system_streams_and_they_read_back,
     an_oversize_event_is_refused_and_nothing_is_written,
     an_event_just_under_the_limit_is_accepted,
     malformed_json_is_refused_naming_the_field,

@@ -182,3 +182,24 @@ async fn a_reopened_store_continues_the_log_and_the_chain() {
     assert_eq!(report.events_checked, 6);
     assert_eq!(report.last_hash, Some(head.hash));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_releases_the_store_for_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let clone = store.clone();
+    let stream = StreamName::parse("person-9").expect("name");
+    let event = EventData::json("Registered", &serde_json::json!({})).expect("event");
+    clone
+        .append(&stream, ExpectedRevision::NoStream, vec![event])
+        .await
+        .expect("append");
+    // Closing one handle while a clone lives must not hang.
+    store.close().await;
+    drop(clone);
+    let reopened = EmbeddedStore::open(dir.path()).expect("reopens right after the drop");
+    assert_eq!(
+        reopened.head().await.expect("head").map(|h| h.position),
+        Some(Position(0))
+    );
+}

@@ -30,7 +30,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chain::{ChainHash, ChainReport, Head};
 use crate::error::StoreError;
-use crate::event::{AppendResult, EventData, ExpectedRevision, Position, RecordedEvent};
+use crate::event::{
+    validate_events, AppendResult, EventData, ExpectedRevision, Position, RecordedEvent,
+};
 use crate::filter::EventFilter;
 use crate::metadata::{StreamMetadata, StreamMetadataResult};
 use crate::store::{Direction, EventStore, PositionRange, ReadFrom, SubscribeFrom, Subscription};
@@ -56,9 +58,8 @@ pub(crate) fn storage_error<E: Into<redb::Error>>(
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writer: mpsc::Sender<WriteRequest>,
+    writer: Arc<Writer>,
     head: watch::Receiver<Option<Head>>,
-    writer_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     path: Arc<PathBuf>,
 }
 
@@ -123,9 +124,11 @@ impl EmbeddedStore {
         tracing::info!(path = %path.display(), head = ?cursor.head(), "event store opened");
         Ok(Self {
             db,
-            writer: tx,
+            writer: Arc::new(Writer {
+                requests: Some(tx),
+                thread: Mutex::new(Some(thread)),
+            }),
             head: head_rx,
-            writer_thread: Arc::new(Mutex::new(Some(thread))),
             path: Arc::new(path),
         })
     }
@@ -135,21 +138,12 @@ impl EmbeddedStore {
         &self.path
     }
 
-    /// Stops the writer once queued appends are committed, and waits for it.
-    /// Other clones of this store can no longer append afterwards.
+    /// Closes this handle. When it is the last one, waits (off the async
+    /// runtime) until queued appends are committed, the log is checkpointed
+    /// and the file is released, so that the directory can be opened again.
+    /// Dropping the last handle does the same, blocking the dropping thread.
     pub async fn close(self) {
-        let Self {
-            writer,
-            writer_thread,
-            db,
-            ..
-        } = self;
-        drop(writer);
-        drop(db);
-        let handle = writer_thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
     }
 
     async fn write(&self, op: WriteOp) -> Result<AppendResult, StoreError> {
@@ -157,7 +151,8 @@ impl EmbeddedStore {
         let closed = || StoreError::Unavailable {
             reason: "the event store is closed".into(),
         };
-        self.writer
+        let requests = self.writer.requests.as_ref().ok_or_else(closed)?;
+        requests
             .send(WriteRequest { op, reply })
             .await
             .map_err(|_| closed())?;
@@ -172,6 +167,26 @@ impl EmbeddedStore {
         self.db
             .begin_read()
             .map_err(storage_error("starting a read transaction"))
+    }
+}
+
+/// The writer thread of a store and the queue to it, shared by every clone.
+struct Writer {
+    requests: Option<mpsc::Sender<WriteRequest>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer commit what is queued and stop;
+        // joining it means the file is released once the last handle is gone.
+        drop(self.requests.take());
+        let handle = self.thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the event store writer thread panicked");
+            }
+        }
     }
 }
 
@@ -221,7 +236,10 @@ fn open_existing(path: &Path) -> Result<Database, StoreError> {
 
 fn already_open(path: &Path) -> StoreError {
     StoreError::Unavailable {
-        reason: format!("{} is already open in another process", path.display()),
+        reason: format!(
+            "{} is already open (by another process, or by a handle in this process that is still open)",
+            path.display()
+        ),
     }
 }
 
@@ -309,29 +327,6 @@ fn load_cursor(db: &Database) -> Result<Cursor, StoreError> {
     })
 }
 
-/// Checks an append before it reaches the writer, so the writer thread only
-/// does what must be serial.
-fn validate_append(stream: &StreamName, events: &[EventData]) -> Result<(), StoreError> {
-    stream.ensure_writable()?;
-    if events.is_empty() {
-        return Err(StoreError::InvalidInput {
-            field: "events".into(),
-            rule: "an append needs at least one event".into(),
-        });
-    }
-    let mut seen = std::collections::HashSet::with_capacity(events.len());
-    for (index, event) in events.iter().enumerate() {
-        event.validate(index)?;
-        if !seen.insert(event.id) {
-            return Err(StoreError::InvalidInput {
-                field: format!("events[{index}].id"),
-                rule: format!("event id {} appears twice in one append", event.id),
-            });
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl EventStore for EmbeddedStore {
     #[tracing::instrument(name = "store.append", skip(self, events), fields(stream = %stream, events = events.len()))]
@@ -341,7 +336,25 @@ impl EventStore for EmbeddedStore {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
-        validate_append(stream, &events)?;
+        stream.ensure_writable()?;
+        validate_events(&events)?;
+        self.write(WriteOp::Append {
+            stream: stream.clone(),
+            expected,
+            events,
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "store.append_system", skip(self, events), fields(stream = %stream, events = events.len()))]
+    async fn append_to_system_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        stream.ensure_system()?;
+        validate_events(&events)?;
         self.write(WriteOp::Append {
             stream: stream.clone(),
             expected,
