@@ -15,6 +15,8 @@
 //! - [`metrics`]: Prometheus text metrics.
 //! - [`server`]: the actix-web application: `/graphql` (GET, POST,
 //!   WebSocket), `/graphiql`, `/healthz`, `/readyz`, `/metrics`, `/`.
+//! - [`portal`]: the portal's pages (citizen, checkpoint, official,
+//!   auditor), embedded from `graphql/portal/` and served at `/`.
 //! - [`demo`]: seeds a city (Beijing) with persons, checkpoints and a
 //!   Xinfadi-style outbreak.
 //! - [`error`]: the gateway's errors and the HTTP answers they become.
@@ -26,5 +28,6 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod node;
+pub mod portal;
 pub mod schema;
 pub mod server;

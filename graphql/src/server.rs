@@ -1,6 +1,6 @@
 //! The HTTP application: `/graphql` (POST, GET, WebSocket with
 //! `graphql-transport-ws` and `graphql-ws`), `/graphiql`, `/healthz`,
-//! `/readyz`, `/metrics` and `/`.
+//! `/readyz`, `/metrics`, and the portal at `/` (see [`crate::portal`]).
 //!
 //! Before a request runs: the bearer token is verified (401 with the reason
 //! otherwise), the token's rate limit is taken (429), the body size is
@@ -326,29 +326,6 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render(head, &lag))
 }
 
-const INDEX: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Tongban 通办</title>
-<style>body{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;line-height:1.5}code{background:#eee;padding:0 .2em}</style>
-</head><body>
-<h1>Tongban 通办</h1>
-<p>An event-sourced hub for government services. The portal comes later; these are the endpoints:</p>
-<ul>
-<li><a href="/graphiql">/graphiql</a> — explore the API in the browser</li>
-<li><code>POST /graphql</code>, <code>GET /graphql</code> — GraphQL (bearer JWT in <code>Authorization</code>)</li>
-<li><code>GET /graphql</code> with WebSocket upgrade — subscriptions (<code>graphql-transport-ws</code>, <code>graphql-ws</code>)</li>
-<li><a href="/healthz">/healthz</a> — liveness</li>
-<li><a href="/readyz">/readyz</a> — readiness (store open, projections live)</li>
-<li><a href="/metrics">/metrics</a> — Prometheus metrics</li>
-</ul>
-<p>Get a development token with <code>tongban token --role citizen --subject &lt;person uuid&gt;</code>.</p>
-</body></html>"#;
-
-async fn index() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(INDEX)
-}
-
 /// Registers the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql_post))
@@ -357,7 +334,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/", web::get().to(index));
+        .configure(crate::portal::routes);
 }
 
 /// Serves `node` until SIGINT/SIGTERM, then drains requests, stops the

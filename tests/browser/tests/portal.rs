@@ -1,0 +1,227 @@
+//! The portal in headless Chromium against the real binary: a citizen signs
+//! in and sees a green QR; an official declares Huaxiang township high-risk
+//! and the citizen who dwelt in Fengtai sees yellow without reloading; a
+//! checkpoint scans that code and shows denied; an auditor sees the
+//! explanation. Screenshots go to `target/browser/`; any JavaScript console
+//! error fails the test.
+
+use serde_json::json;
+use tongban_browser_tests::{spawn_app, Driver};
+
+/// A community in Chaoyang district, where the citizen lives.
+const CHAOYANG_COMMUNITY: &str = "110105001024";
+/// Huaxiang township (a street of Fengtai district).
+const HUAXIANG: &str = "110106018";
+
+const REGISTER: &str = r#"mutation($residence: String!) {
+  registerPerson(input: {homeRegion: "11", residence: $residence, idKind: "passport",
+                         idNumber: "E12345678", name: "王芳", phone: "13800138000"}) { colour } }"#;
+
+const DWELL: &str = r#"mutation($id: ID!) {
+  recordEvidence(personId: $id, source: TELCO,
+                 evidence: {kind: "dwell_reported", county: "110106", minutes: 240}) { colour } }"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yellow(
+) -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let base = app.url("");
+    let person = uuid::Uuid::now_v7().to_string();
+    let citizen_token = app.token("citizen", &person, None)?;
+    let official_token = app.token("health_official", "official-beijing", Some("11"))?;
+    let admin_token = app.token("admin", "admin-1", None)?;
+    let auditor_token = app.token("auditor", "auditor-1", None)?;
+
+    // Setup through the API: the citizen is registered and their phone
+    // stayed four hours in Fengtai; the market's checkpoint is registered.
+    let registered = app.data(
+        &citizen_token,
+        REGISTER,
+        json!({"residence": CHAOYANG_COMMUNITY}),
+    )?;
+    assert_eq!(registered["registerPerson"]["colour"], "green");
+    let dwelt = app.data(&official_token, DWELL, json!({"id": person}))?;
+    assert!(
+        dwelt["recordEvidence"]["colour"].is_null(),
+        "no risk area yet: {dwelt}"
+    );
+    let checkpoint = app.data(
+        &official_token,
+        r#"mutation($place: String!) { registerCheckpoint(name: "新发地市场 Xinfadi market", place: $place) { checkpointId } }"#,
+        json!({"place": "110106018002"}),
+    )?;
+    let checkpoint_id = checkpoint["registerCheckpoint"]["checkpointId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let checkpoint_token = app.token("checkpoint", &checkpoint_id, None)?;
+
+    let mut driver = Driver::start()?;
+
+    // 1. The citizen signs in on a phone-sized screen and sees a green QR.
+    let citizen = driver.browser("citizen", 390, 844).await?;
+    citizen.sign_in(&base, &citizen_token).await?;
+    citizen.wait_for("#qr[data-colour=green] svg", 30).await?;
+    citizen
+        .wait_for("#why .explain[data-reason=NO_RISK]", 10)
+        .await?;
+    citizen.wait_for("#countdown", 5).await?;
+    citizen.screenshot("1-green").await?;
+    // A marker that a reload would wipe.
+    citizen
+        .client
+        .execute("window.__stillTheSamePage = true; return true;", vec![])
+        .await?;
+
+    // 2. An official declares Huaxiang township high-risk in the portal.
+    let official = driver.browser("official", 1280, 1000).await?;
+    official.sign_in(&base, &official_token).await?;
+    official.wait_for("#bars .bar", 30).await?;
+    official.wait_for("#chart .uplot", 10).await?;
+    official.fill("#risk-area", HUAXIANG).await?;
+    official.click("#risk-declare").await?;
+    official
+        .wait_for(
+            &format!("#risk-list li[data-area='{HUAXIANG}'][data-level=high]"),
+            20,
+        )
+        .await?;
+    official.screenshot("2-declared").await?;
+
+    // The scheduled re-evaluation (declaring an area does not re-evaluate
+    // anyone by itself; see the report).
+    app.data(
+        &admin_token,
+        "mutation { reevaluateAll { events } }",
+        json!({}),
+    )?;
+
+    // 3. The citizen's page turns yellow by itself, without a reload.
+    citizen.wait_for("#qr[data-colour=yellow] svg", 30).await?;
+    citizen
+        .wait_for("#why .explain[data-reason=RISK_AREA_DWELL]", 10)
+        .await?;
+    let same_page = citizen
+        .client
+        .execute("return window.__stillTheSamePage === true;", vec![])
+        .await?;
+    assert_eq!(same_page, json!(true), "the citizen page was reloaded");
+    citizen.screenshot("3-yellow").await?;
+    let code_text = citizen
+        .client
+        .execute(
+            "return document.getElementById('code-text').textContent;",
+            vec![],
+        )
+        .await?;
+    let code_text = code_text.as_str().unwrap_or_default().to_string();
+    assert!(code_text.starts_with("HC1:"), "{code_text}");
+
+    // The official's counts moved with the subscription: the citizen lives
+    // in Chaoyang (110105).
+    official
+        .wait_for(
+            "#bars .bar[data-county='110105'][data-yellow='1'][data-green='0']",
+            20,
+        )
+        .await?;
+    official.screenshot("4-chart").await?;
+
+    // 4. The checkpoint scans that code: denied, and why, in large type.
+    let checkpoint = driver.browser("checkpoint", 1024, 900).await?;
+    checkpoint.sign_in(&base, &checkpoint_token).await?;
+    checkpoint.wait_for("#place-qr svg", 30).await?;
+    checkpoint.fill("#scan-code", &code_text).await?;
+    checkpoint.click("#scan-go").await?;
+    let verdict = checkpoint
+        .wait_for("#verdict .verdict[data-admitted=false]", 20)
+        .await?;
+    let said = verdict.text().await?;
+    assert!(said.contains("DENIED"), "{said}");
+    checkpoint.screenshot("5-denied").await?;
+
+    // 5. The auditor looks the person up and sees the explanation.
+    let auditor = driver.browser("auditor", 1280, 1000).await?;
+    auditor.sign_in(&base, &auditor_token).await?;
+    auditor.fill("#audit-person", &person).await?;
+    auditor.click("#audit-go").await?;
+    let explanation = auditor
+        .wait_for(
+            "#audit-explanation .explain[data-reason=RISK_AREA_DWELL][data-colour=yellow]",
+            30,
+        )
+        .await?;
+    let said = explanation.text().await?;
+    assert!(said.contains("4 hours"), "{said}");
+    assert!(
+        said.contains("110106"),
+        "the evidence names the county: {said}"
+    );
+    auditor.wait_for("#chain-head", 10).await?;
+    auditor.screenshot("6-explanation").await?;
+
+    // The citizen sees that the auditor read their data.
+    citizen.client.refresh().await?;
+    citizen.wait_for("#access td", 30).await?;
+    citizen.screenshot("7-access-log").await?;
+
+    for browser in [citizen, official, checkpoint, auditor] {
+        browser.finish().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_or_forged_token_says_so_and_offers_to_sign_in_again() -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let base = app.url("");
+    let person = uuid::Uuid::now_v7().to_string();
+    let citizen_token = app.token("citizen", &person, None)?;
+    app.data(
+        &citizen_token,
+        REGISTER,
+        json!({"residence": CHAOYANG_COMMUNITY}),
+    )?;
+    let mut driver = Driver::start()?;
+    let browser = driver.browser("expiry", 390, 844).await?;
+    browser.sign_in(&base, &citizen_token).await?;
+    browser.wait_for("#qr[data-colour=green] svg", 30).await?;
+
+    // The same token with its expiry in the past.
+    browser
+        .client
+        .execute(
+            r#"const [h, p, s] = sessionStorage.getItem("tongban.token").split(".");
+               const claims = JSON.parse(atob(p.replace(/-/g, "+").replace(/_/g, "/")));
+               claims.exp = 1000;
+               const b64 = btoa(JSON.stringify(claims)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+               sessionStorage.setItem("tongban.token", [h, b64, s].join("."));
+               location.reload();
+               return true;"#,
+            vec![],
+        )
+        .await?;
+    let again = browser.wait_for("#banner #signin-again", 20).await?;
+    let said = browser.text("#banner").await?;
+    assert!(said.contains("expired"), "{said}");
+    browser.screenshot("expired").await?;
+    again.click().await?;
+    browser.wait_for("#token", 10).await?;
+
+    // A forged token is refused with the server's reason.
+    browser.fill("#token", "not-a-token").await?;
+    browser.click("#signin-go").await?;
+    let error = browser.wait_for("#signin-status .error", 20).await?;
+    let said = error.text().await?;
+    assert!(said.contains("not valid"), "{said}");
+    browser.screenshot("forged").await?;
+    // Chromium logs the 401 answer as a failed resource load: that is the
+    // expected outcome here; anything else is a script error.
+    let errors = browser.console_errors().await?;
+    assert!(
+        errors.iter().all(|e| e.contains("401")),
+        "JavaScript console errors: {errors:?}"
+    );
+    let _ = browser.client.close().await;
+    Ok(())
+}
