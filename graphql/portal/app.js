@@ -254,6 +254,12 @@
   function describeEvidence(ev) {
     const e = ev.evidence || {};
     const vars = Object.assign({}, e);
+    // Dates arrive as [year, day of the year].
+    for (const [k, v] of Object.entries(vars)) {
+      if (Array.isArray(v) && v.length === 2 && v.every(Number.isInteger) && v[1] >= 1 && v[1] <= 366) {
+        vars[k] = new Date(Date.UTC(v[0], 0, v[1])).toISOString().slice(0, 10);
+      }
+    }
     if (e.temperature !== undefined) vars.temperature = e.temperature;
     if (Array.isArray(e.symptoms)) vars.symptoms = e.symptoms.map((s) => TEXT["sym." + s] ? t("sym." + s) : s).join(", ");
     const li = h("li", null);
@@ -392,10 +398,7 @@
       h("p", { id: "signin-lead" }, t("signin.lead")),
       h("label", { for: "token" }, t("signin.token")), input,
       h("div", { class: "actions" }, h("button", { type: "submit", id: "signin-go" }, t("signin.go"))), status);
-    form.addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      const value = input.value.trim().replace(/^Bearer\s+/i, "");
-      if (!value) { clear(status).append(h("div", { class: "error", role: "alert" }, t("signin.empty"))); return; }
+    async function signInWith(value) {
       token = value; me = null;
       clear(status).append(h("p", { class: "loading" }, t("signin.checking")));
       try {
@@ -409,11 +412,23 @@
         hideBanner();
         clear(status).append(errorBox(e));
       }
+    }
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const value = input.value.trim().replace(/^Bearer\s+/i, "");
+      if (!value) { clear(status).append(h("div", { class: "error", role: "alert" }, t("signin.empty"))); return; }
+      signInWith(value);
     });
-    main.append(h("div", { class: "grid two" },
-      card(t("signin.title"), form),
-      card(t("signin.dev"), h("p", null, t("signin.dev_help")), h("p", { class: "na" }, t("signin.dev_na")))));
+    // Development mode: the demo's roles, one button each.
+    const dev = h("div", { id: "demo-roles" }, loading());
+    main.append(h("div", { class: "grid two" }, card(t("signin.title"), form), card(t("signin.dev"), dev)));
     input.focus();
+    gql("{ demoRoles { label role token } }").then((d) => {
+      clear(dev);
+      if (!d.demoRoles.length) { dev.append(h("p", { class: "na" }, t("signin.dev_none")), h("p", { class: "small muted" }, t("signin.dev_help"))); return; }
+      dev.append(h("p", { class: "small muted" }, t("signin.dev_pick")), h("div", { class: "role-grid" }, d.demoRoles.map((r) =>
+        h("button", { type: "button", class: "secondary", "data-role": r.role, onclick: () => signInWith(r.token) }, r.label))));
+    }).catch((e) => clear(dev).append(errorBox(e)));
   }
 
   // -------------------------------------------------------------- citizen
@@ -789,14 +804,22 @@
       for (const row of series.rows) { const [g, y, r] = totals(row, county); data[1].push(g); data[2].push(y); data[3].push(r); }
       const width = Math.max(260, chartEl.clientWidth || 600);
       if (!window.uPlot) { clear(chartEl).append(h("p", { class: "na" }, t("na"))); return; }
-      if (plot) { plot.setData(data); return; }
+      if (plot) { plot.setData(data); fitTime(); return; }
       plot = new window.uPlot({
         width, height: 240,
         series: [{}, { label: colourName("green"), stroke: "#15803d", width: 2 },
           { label: colourName("yellow"), stroke: "#d4a106", width: 2 }, { label: colourName("red"), stroke: "#b91c1c", width: 2 }],
         axes: [{}, { size: 60 }],
-        scales: { x: { time: true, range: (u, min, max) => (max - min < 120 ? [max - 600, max + 30] : [min, max]) } },
+        scales: { x: { time: true } },
       }, data, chartEl);
+      fitTime();
+    }
+    // A short series still shows the last ten minutes, not a span of years.
+    function fitTime() {
+      const ts = series.times;
+      if (!plot || !ts.length) return;
+      const last = ts[ts.length - 1];
+      if (last - ts[0] < 600) plot.setScale("x", { min: last - 600, max: last + 30 });
     }
     function drawBars(rows) {
       clear(bars);

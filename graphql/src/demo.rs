@@ -30,6 +30,12 @@ pub const FENGTAI: &str = "110106";
 /// Huaxiang township, where the Xinfadi market is.
 pub const HUAXIANG: &str = "110106018";
 
+/// Where the demo records its roles (labels and claims, no tokens) for the
+/// portal's sign-in page in development mode (`demoRoles`).
+pub fn roles_path(data: &std::path::Path) -> std::path::PathBuf {
+    data.join("demo-roles.json")
+}
+
 /// What the demo created, for the ready-made tokens.
 #[derive(Debug, Clone)]
 pub struct Seeded {
@@ -416,10 +422,15 @@ pub async fn seed(node: &Node, clock: &Arc<NodeClock>, persons: usize) -> anyhow
         .await
         .context("the read models did not catch up")?;
     println!("Day 12: Fengtai lowered to low risk; colours re-evaluated; read models caught up");
-    Ok(Seeded {
+    let seeded = Seeded {
         exposed_citizen: visitors.get(3).copied().unwrap_or(other),
         other_citizen: other,
         market,
         persons,
-    })
+    };
+    let path = roles_path(&node.config.data);
+    let roles = serde_json::to_vec_pretty(&seeded.roles()).context("encoding the demo roles")?;
+    std::fs::write(&path, roles)
+        .with_context(|| format!("failed to write the demo roles to {}", path.display()))?;
+    Ok(seeded)
 }

@@ -33,9 +33,27 @@ pub struct Subscription(HealthCodeSubscription);
 /// The gateway's schema.
 pub type TongbanSchema = Schema<Query, Mutation, Subscription>;
 
-/// Gateway-level queries: who am I, the log head, projection status.
+/// Gateway-level queries: who am I, the log head, projection status, and
+/// in development mode the demo's roles for the portal's sign-in page.
 #[derive(Default)]
 pub struct GatewayQuery;
+
+/// Where the demo's roles are, in development mode only (`None` otherwise).
+pub struct DemoRoles {
+    /// The data directory (development key and `demo-roles.json`).
+    pub data: Option<std::path::PathBuf>,
+}
+
+/// One of the demo's roles with a fresh development token.
+#[derive(SimpleObject)]
+pub struct DemoRole {
+    /// What the role is, e.g. `citizen (Huaxiang, exposed)`.
+    pub label: String,
+    /// Role name.
+    pub role: String,
+    /// A development token, valid 24 hours.
+    pub token: String,
+}
 
 /// The caller as the gateway sees them.
 #[derive(SimpleObject)]
@@ -104,6 +122,38 @@ impl GatewayQuery {
         }))
     }
 
+    /// Development mode only, after `tongban demo` seeded this data
+    /// directory: the demo's roles, each with a fresh 24-hour token, for the
+    /// portal's sign-in page. Empty otherwise (and always in production).
+    async fn demo_roles(&self, ctx: &Context<'_>) -> Result<Vec<DemoRole>> {
+        let Some(data) = ctx.data::<DemoRoles>()?.data.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let Ok(text) = std::fs::read_to_string(crate::demo::roles_path(data)) else {
+            return Ok(Vec::new());
+        };
+        let roles: Vec<(String, crate::auth::Claims)> = serde_json::from_str(&text)
+            .map_err(|e| coded("INTERNAL", format!("demo-roles.json is unreadable: {e}")))?;
+        let secret = crate::auth::dev_key(data, false)
+            .map_err(|e| coded("INTERNAL", e.to_string()))?
+            .ok_or_else(|| coded("NOT_FOUND", "no development key in the data directory"))?;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        roles
+            .into_iter()
+            .map(|(label, mut claims)| {
+                claims.iat = now;
+                claims.exp = now + 24 * 3600;
+                let token = crate::auth::mint_dev(&secret, &claims)
+                    .map_err(|e| coded("INTERNAL", e.to_string()))?;
+                Ok(DemoRole {
+                    label,
+                    role: claims.role,
+                    token,
+                })
+            })
+            .collect()
+    }
+
     /// Projection status (auditor, admin).
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
         let actor = caller(ctx)?;
@@ -143,6 +193,10 @@ pub fn build(node: &Node, limits: &Limits) -> TongbanSchema {
     .data(node.health_code.clone())
     .data(node.store.clone())
     .data(node.runner.clone())
+    .data(DemoRoles {
+        data: (node.config.mode == crate::config::Mode::Development)
+            .then(|| node.config.data.clone()),
+    })
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity)
     .finish()

@@ -2,7 +2,7 @@
 //! over WebDriver (`fantoccini`), against the real `tongban` binary on a
 //! random port with a fresh data directory.
 //!
-//! - [`spawn_app`] / [`App`]: the node (the same approach as the
+//! - [`spawn_app`], [`spawn_demo`] / [`App`]: the node (the same approach as the
 //!   `tongban-e2e` crate: build the binary once, `serve --listen
 //!   127.0.0.1:0`, read the address from its first line), development
 //!   tokens, GraphQL over plain HTTP for test setup.
@@ -80,7 +80,35 @@ pub struct App {
 
 /// Starts a node on port 0 with a fresh data directory.
 pub fn spawn_app() -> anyhow::Result<App> {
+    spawn_on(tempfile::tempdir().context("failed to create a data directory")?)
+}
+
+/// Seeds a small demo city (`tongban demo --persons N --no-serve`), then
+/// serves it on port 0.
+pub fn spawn_demo(persons: usize) -> anyhow::Result<App> {
     let data = tempfile::tempdir().context("failed to create a data directory")?;
+    let out = Command::new(binary()?)
+        .args([
+            "demo",
+            "--no-serve",
+            "--persons",
+            &persons.to_string(),
+            "--data",
+        ])
+        .arg(data.path())
+        .env_remove("TONGBAN_CONFIG")
+        .output()
+        .context("failed to run tongban demo")?;
+    if !out.status.success() {
+        bail!(
+            "tongban demo failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    spawn_on(data)
+}
+
+fn spawn_on(data: tempfile::TempDir) -> anyhow::Result<App> {
     let mut child = Command::new(binary()?)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data.path())

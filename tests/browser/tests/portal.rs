@@ -6,7 +6,7 @@
 //! error fails the test.
 
 use serde_json::json;
-use tongban_browser_tests::{spawn_app, Driver};
+use tongban_browser_tests::{spawn_app, spawn_demo, Driver};
 
 /// A community in Chaoyang district, where the citizen lives.
 const CHAOYANG_COMMUNITY: &str = "110105001024";
@@ -163,6 +163,13 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
     // The citizen sees that the auditor read their data.
     citizen.client.refresh().await?;
     citizen.wait_for("#access td", 30).await?;
+    citizen
+        .client
+        .execute(
+            "document.getElementById('access').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await?;
     citizen.screenshot("7-access-log").await?;
 
     for browser in [citizen, official, checkpoint, auditor] {
@@ -224,4 +231,36 @@ async fn an_expired_or_forged_token_says_so_and_offers_to_sign_in_again() -> any
     );
     let _ = browser.client.close().await;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_development_mode_the_demo_roles_sign_in_with_one_click() -> anyhow::Result<()> {
+    let app = spawn_demo(200)?;
+    let base = app.url("");
+    let mut driver = Driver::start()?;
+    let browser = driver.browser("demo", 1280, 900).await?;
+    browser.goto(&format!("{base}/#/signin")).await?;
+    browser
+        .wait_for("#demo-roles button[data-role=auditor]", 20)
+        .await?;
+    browser.screenshot("roles").await?;
+
+    // The exposed Huaxiang resident: a close contact of the market's case.
+    browser
+        .click("#demo-roles button[data-role=citizen]")
+        .await?;
+    browser.wait_for("#qr svg", 30).await?;
+    browser.wait_for("#why .explain", 10).await?;
+    browser.screenshot("citizen").await?;
+
+    browser.click("#signout").await?;
+    browser
+        .click("#demo-roles button[data-role=health_official]")
+        .await?;
+    browser.wait_for("#bars .bar", 30).await?;
+    browser
+        .wait_for("#risk-list li[data-area='110106018'][data-level=high]", 10)
+        .await?;
+    browser.screenshot("official").await?;
+    browser.finish().await
 }
