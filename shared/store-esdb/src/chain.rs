@@ -10,26 +10,25 @@ use eventstore::StreamPosition;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tongban_store::chain::ChainLink;
-use tongban_store::metadata::METADATA_EVENT_TYPE;
 use tongban_store::{
-    ChainHash, ChainReport, Direction, EventData, ExpectedRevision, Position, PositionRange,
-    ReadFrom, RecordedEvent, StoreError, StreamMetadata,
+    ChainHash, ChainReport, Direction, ExpectedRevision, Position, PositionRange, ReadFrom,
+    RecordedEvent, StoreError,
 };
 
 use crate::store::{Inner, PAGE};
 
-/// The stream whose metadata stream holds the checkpoints.
-pub const CHAIN_STREAM: &str = "tongban-chain";
-/// Where checkpoints are appended. It is a metadata stream (`$$…`), the one
-/// kind of system stream every EventStoreDB-compatible server lets a client
-/// write; the store hides it from reads and leaves it out of the chain.
-pub const CHECKPOINT_STREAM: &str = "$$tongban-chain";
+/// The system stream chain checkpoints are appended to (writing it needs an
+/// administrator's credentials on the node). The store hides it from reads
+/// and leaves it out of the chain.
+pub const CHECKPOINT_STREAM: &str = "$tongban-chain";
+/// Event type of a chain checkpoint.
+pub const CHECKPOINT_EVENT_TYPE: &str = "ChainCheckpointed.v1";
 
 pub(crate) fn is_witness_event(event: &RecordedEvent) -> bool {
     event.stream.as_str() == CHECKPOINT_STREAM
 }
 
-/// One chain checkpoint, kept as custom stream metadata.
+/// One chain checkpoint: where the chain stood, signed when a key is set.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 struct Checkpoint {
     position: u64,
@@ -125,7 +124,7 @@ impl ChainWitness {
         inner: &Inner,
         position: Position,
     ) -> Result<(), StoreError> {
-        let checkpoint = {
+        let due = {
             let mut state = self.state.lock().await;
             if state.last.is_some_and(|(p, _)| p >= position) {
                 return Ok(());
@@ -133,23 +132,26 @@ impl ChainWitness {
             let state = &mut *state;
             let after = state.last.map(|(p, _)| p);
             let mut previous = state.last.map_or(ChainHash::GENESIS, |(_, h)| h);
+            let every = self.checkpoint_every;
+            let mut due = Vec::new();
             scan_after(inner, after, |event| {
                 let hash = link_hash(&event, &previous);
                 state.hashes.insert(event.position.0, hash);
                 state.last = Some((event.position, hash));
                 state.events += 1;
                 previous = hash;
+                // A checkpoint every `every` events, at the event that
+                // completes the count.
+                if state.events >= state.checkpointed_at + every {
+                    state.checkpointed_at = state.events;
+                    due.push((event.position, hash, state.events));
+                }
                 true
             })
             .await?;
-            if state.events >= state.checkpointed_at + self.checkpoint_every {
-                state.checkpointed_at = state.events;
-                state.last.map(|(p, h)| (p, h, state.events))
-            } else {
-                None
-            }
+            due
         };
-        if let Some((position, hash, events)) = checkpoint {
+        for (position, hash, events) in due {
             if let Err(e) = self.append_checkpoint(inner, position, hash, events).await {
                 tracing::warn!(%e, "failed to append a chain checkpoint");
             }
@@ -198,31 +200,13 @@ impl ChainWitness {
                 .as_ref()
                 .map(|k| hex::encode(k.verifying_key().to_bytes())),
         };
-        let mut metadata = StreamMetadata::default();
-        if let serde_json::Value::Object(fields) =
-            serde_json::to_value(&checkpoint).map_err(|e| StoreError::InvalidInput {
-                field: "checkpoint".into(),
-                rule: e.to_string(),
-            })?
-        {
-            metadata.custom = fields;
-        }
-        let event = EventData::json(METADATA_EVENT_TYPE, &metadata)?;
-        let raw = serde_json::value::RawValue::from_string(
-            String::from_utf8_lossy(&event.data).into_owned(),
-        )
-        .map_err(|e| StoreError::InvalidJson {
-            index: 0,
-            field: "data",
-            reason: e.to_string(),
-        })?;
-        let client_event = eventstore::EventData::json(METADATA_EVENT_TYPE, &raw)
+        let client_event = eventstore::EventData::json(CHECKPOINT_EVENT_TYPE, &checkpoint)
             .map_err(|e| StoreError::InvalidJson {
                 index: 0,
                 field: "data",
                 reason: e.to_string(),
             })?
-            .id(event.id);
+            .id(uuid::Uuid::new_v4());
         inner
             .append_raw(CHECKPOINT_STREAM, ExpectedRevision::Any, vec![client_event])
             .await?;
@@ -340,7 +324,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checkpoints_round_trip_as_custom_metadata() {
+    fn checkpoints_round_trip_as_json() {
         let c = Checkpoint {
             position: 42,
             hash: ChainHash([7; 32]).to_hex(),

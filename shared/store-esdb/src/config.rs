@@ -16,6 +16,8 @@ pub struct EsdbConfig {
     pub checkpoint_every: u64,
     /// Signs chain checkpoints when set.
     pub signing_key: Option<SigningKey>,
+    /// How often the witness looks for new events in `$all`.
+    pub witness_interval: Duration,
 }
 
 impl EsdbConfig {
@@ -25,11 +27,17 @@ impl EsdbConfig {
             retry: RetryPolicy::default(),
             checkpoint_every: 1000,
             signing_key: None,
+            witness_interval: Duration::from_secs(1),
         }
     }
 
     pub fn with_signing_key(mut self, key: SigningKey) -> Self {
         self.signing_key = Some(key);
+        self
+    }
+
+    pub fn with_witness_interval(mut self, interval: Duration) -> Self {
+        self.witness_interval = interval.max(Duration::from_millis(10));
         self
     }
 
@@ -53,6 +61,7 @@ impl fmt::Debug for EsdbConfig {
             .field("connection_string", &shown)
             .field("retry", &self.retry)
             .field("checkpoint_every", &self.checkpoint_every)
+            .field("witness_interval", &self.witness_interval)
             .field("signing_key", &self.signing_key.as_ref().map(|_| "***"))
             .finish()
     }

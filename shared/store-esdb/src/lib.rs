@@ -14,7 +14,7 @@
 //!   resubscribe from their last position after a connection loss.
 //! - `chain`: the chain witness. Several writers may append at once, so the
 //!   hash chain follows `$all` order after commit: the witness reads `$all`,
-//!   hashes it, and appends signed checkpoints to `$$tongban-chain`;
+//!   hashes it, and appends signed checkpoints to the `$tongban-chain` system stream;
 //!   `verify_chain` recomputes and compares.
 //! - `convert` and [`error`]: client types and errors to the store's.
 //!
@@ -30,7 +30,7 @@ pub mod error;
 pub mod store;
 mod subscription;
 
-pub use chain::{CHAIN_STREAM, CHECKPOINT_STREAM};
+pub use chain::{CHECKPOINT_EVENT_TYPE, CHECKPOINT_STREAM};
 pub use config::{EsdbConfig, RetryPolicy};
 pub use error::EsdbError;
 pub use store::EsdbStore;

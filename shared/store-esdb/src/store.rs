@@ -80,13 +80,37 @@ impl EsdbStore {
             |e: eventstore::ClientSettingsParseError| EsdbError::ConnectionString(e.to_string()),
         )?;
         let client = Client::new(settings).map_err(|e| EsdbError::Client(e.to_string()))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                client,
-                retry: config.retry,
-                chain: ChainWitness::new(config.checkpoint_every, config.signing_key),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            client,
+            retry: config.retry,
+            chain: ChainWitness::new(config.checkpoint_every, config.signing_key),
+        });
+        // The chain witness follows `$all` in the background, so checkpoints
+        // are written as the log grows, not only when someone reads.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(witness(Arc::downgrade(&inner), config.witness_interval));
+        }
+        Ok(Self { inner })
+    }
+}
+
+/// Hashes new events of `$all` every `interval` until the store is dropped.
+async fn witness(inner: std::sync::Weak<Inner>, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let outcome = match inner.head_raw().await {
+            Ok(Some(last)) => inner.chain.ensure_through(&inner, last.position).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(error) = outcome {
+            tracing::debug!(%error, "the chain witness will try again");
+        }
     }
 }
 
