@@ -10,8 +10,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Mutex, Notify};
 use tongban_store::{
-    Direction, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent, StoreError,
-    StreamMetadata, StreamName, SubscribeFrom,
+    Direction, EventData, EventStore, ExpectedRevision, Position, ReadFrom, RecordedEvent,
+    StoreError, StreamName, SubscribeFrom,
 };
 use tonic::Status;
 use uuid::Uuid;
@@ -74,35 +74,41 @@ pub(crate) fn key(source: &str, group: &str) -> String {
     format!("{source}::{group}")
 }
 
+/// Every stream holding persistent-subscription state starts with this.
+pub(crate) const STATE_STREAM_PREFIX: &str = "$tongban-psub-";
+
 fn state_stream(key: &str, what: &str) -> Result<StreamName, StoreError> {
-    StreamName::parse(format!("tongban-psub-{key}-{what}"))
+    StreamName::parse(format!("{STATE_STREAM_PREFIX}{key}-{what}"))
 }
 
-/// Reads the custom part of a stream's metadata as `T`.
+/// Event type of a persistent subscription's saved state.
+const STATE_EVENT_TYPE: &str = "PersistentSubscriptionStateSaved.v1";
+
+/// Reads the latest state saved in a system stream as `T`.
 pub(crate) async fn load_doc<T: for<'de> Deserialize<'de>>(
     store: &dyn EventStore,
     stream: &StreamName,
 ) -> Result<Option<T>, StoreError> {
-    let meta = store.get_stream_metadata(stream).await?;
-    if meta.revision.is_none() {
-        return Ok(None);
-    }
-    let value = serde_json::Value::Object(meta.metadata.custom);
-    Ok(serde_json::from_value(value).ok())
+    let last = match store
+        .read_stream(stream, Direction::Backwards, ReadFrom::End, 1)
+        .await
+    {
+        Ok(events) => events,
+        Err(StoreError::StreamNotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(last.first().and_then(|e| e.json().ok()))
 }
 
-/// Stores `doc` as the custom part of a stream's metadata.
+/// Saves `doc` as the latest state in a system stream of the hub's own.
 pub(crate) async fn save_doc<T: Serialize>(
     store: &dyn EventStore,
     stream: &StreamName,
     doc: &T,
 ) -> Result<(), StoreError> {
-    let mut metadata = StreamMetadata::default();
-    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(doc) {
-        metadata.custom = fields;
-    }
+    let event = EventData::json(STATE_EVENT_TYPE, doc)?;
     store
-        .set_stream_metadata(stream, ExpectedRevision::Any, metadata)
+        .append_to_system_stream(stream, ExpectedRevision::Any, vec![event])
         .await
         .map(|_| ())
 }
@@ -288,6 +294,12 @@ impl Group {
                 next = subscription.next() => next,
             };
             let event = match next {
+                // A group's own bookkeeping is never delivered to consumers.
+                Some(Ok(tongban_store::SubscriptionMessage::Event(e)))
+                    if e.stream.as_str().starts_with(STATE_STREAM_PREFIX) =>
+                {
+                    continue
+                }
                 Some(Ok(tongban_store::SubscriptionMessage::Event(e))) => e,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => {

@@ -1,9 +1,8 @@
 //! Persistent subscriptions: groups of competing consumers on a stream or
 //! `$all`, with round-robin or dispatch-to-single, retries, parking and
 //! checkpoints. Settings, checkpoints and parked lists are kept in the
-//! event store (as custom metadata of `tongban-psub-…` streams, the one
-//! kind of system stream every backend lets a client write), so a restart
-//! resumes each group from its last checkpoint.
+//! event store (as events in the hub's own `$tongban-psub-…` system
+//! streams), so a restart resumes each group from its last checkpoint.
 
 // Older clients still send the deprecated fields; they are honoured.
 #![allow(deprecated)]
@@ -34,7 +33,7 @@ use crate::proto::shared::{Empty, StreamIdentifier};
 use crate::shutdown::Shutdown;
 use group::{key, load_doc, save_doc, Group, NackAction, Settings, StoredFilter, Strategy};
 
-const REGISTRY_STREAM: &str = "tongban-psub-config";
+const REGISTRY_STREAM: &str = "$tongban-psub-config"; // starts with group::STATE_STREAM_PREFIX
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Registry {
