@@ -326,7 +326,13 @@
   // ---------------------------------------------------------------- pages
   const main = document.getElementById("main");
   let cleanups = [];
-  function onLeave(fn) { cleanups.push(fn); }
+  // Each render is a generation; a page whose generation has passed (the
+  // person moved on while it was loading) stops and cleans up at once.
+  let generation = 0;
+  function onLeave(fn, gen) {
+    if (gen !== undefined && gen !== generation) { fn(); return; }
+    cleanups.push(fn);
+  }
 
   const ROLE_PAGE = { citizen: "citizen", checkpoint: "checkpoint", health_official: "official", auditor: "auditor", admin: "auditor" };
   const PAGE_ROLES = { citizen: ["citizen"], checkpoint: ["checkpoint"], official: ["health_official"], auditor: ["auditor", "admin"] };
@@ -346,6 +352,7 @@
   }
 
   async function render() {
+    const gen = ++generation;
     for (const fn of cleanups.splice(0)) { try { fn(); } catch (_) { /* already gone */ } }
     live.close();
     const page = (location.hash.replace(/^#\/?/, "") || "").split("?")[0];
@@ -359,7 +366,9 @@
       main.append(loading());
       try {
         me = (await gql("{ whoami { id role region } }")).whoami;
+        if (gen !== generation) return;
       } catch (e) {
+        if (gen !== generation) return;
         clear(main);
         if (e.code === "UNAUTHENTICATED") {
           // The banner says why; the sign-in page asks for a new token.
@@ -386,7 +395,7 @@
     }
     document.title = t("nav." + page) + " · 通办 Tongban";
     const pages = { citizen: citizenPage, checkpoint: checkpointPage, official: officialPage, auditor: auditorPage };
-    await pages[page]();
+    await pages[page](gen);
   }
 
   // ------------------------------------------------------------- sign-in
@@ -405,8 +414,8 @@
         me = (await gql("{ whoami { id role region } }")).whoami;
         sessionStorage.setItem(TOKEN_KEY, token);
         hideBanner();
-        location.hash = "#/" + (ROLE_PAGE[me.role] || "");
-        render();
+        const target = "#/" + (ROLE_PAGE[me.role] || "");
+        if (location.hash === target) render(); else location.hash = target;
       } catch (e) {
         token = ""; me = null;
         hideBanner();
@@ -441,7 +450,7 @@
     appeals { appealId region colour reason status filedAt decision }
     history } }`;
 
-  async function citizenPage() {
+  async function citizenPage(gen) {
     main.append(h("h1", null, t("citizen.title")));
     const body = h("div", { class: "grid two", id: "citizen" }, loading());
     main.append(body);
@@ -521,10 +530,11 @@
     function drawAccess() {
       clear(accessCard).append(h("h2", null, t("citizen.access")));
       if (!person.accessLog.length) { accessCard.append(h("p", { class: "muted" }, t("citizen.no_access"))); return; }
-      accessCard.append(h("div", { class: "table-wrap" }, h("table", null,
-        h("thead", null, h("tr", null, ["citizen.when", "citizen.who", "citizen.purpose", "citizen.fields"].map((k) => h("th", null, t(k))))),
-        h("tbody", null, person.accessLog.map((a) => h("tr", null, h("td", null, when(a.at)),
-          h("td", null, roleName(a.role), h("div", { class: "mono muted" }, a.by)), h("td", null, a.purpose), h("td", null, a.fields.join(", "))))))));
+      accessCard.append(h("ul", { class: "access-items" }, person.accessLog.map((a) => h("li", { "data-role": a.role },
+        h("div", null, h("strong", null, roleName(a.role)), h("span", { class: "muted small" }, " · " + when(a.at))),
+        h("div", null, t("citizen.purpose") + ": " + a.purpose),
+        h("div", { class: "small" }, t("citizen.fields") + ": " + a.fields.join(", ")),
+        h("div", { class: "mono muted small" }, a.by)))));
     }
     function drawAll() { drawWhy(); drawTravel(); drawAppeals(); drawAccess(); }
 
@@ -608,16 +618,18 @@
     try {
       await load();
     } catch (e) {
-      clear(body).append(errorBox(e, render));
+      if (gen === generation) clear(body).append(errorBox(e, render));
       return;
     }
+    if (gen !== generation) return;
     clear(body);
     if (!person) { body.append(registerForm()); return; }
     body.append(codeCard, h("div", null, notice, whyCard), travelCard, ...declareForms(), accessCard);
     drawCode();
     drawAll();
+    onLeave(() => clearInterval(tick), gen);
     await refreshCode();
-    onLeave(() => clearInterval(tick));
+    if (gen !== generation) return;
 
     // Colour changes arrive live: history first, then new ones.
     let pending = null;
@@ -633,11 +645,11 @@
           } catch (e) { clear(notice).append(errorBox(e)); }
         }, 150);
       }, (e) => clear(notice).append(errorBox(e)));
-    onLeave(() => { clearTimeout(pending); unsubscribe(); });
+    onLeave(() => { clearTimeout(pending); unsubscribe(); }, gen);
   }
 
   // ----------------------------------------------------------- checkpoint
-  async function checkpointPage() {
+  async function checkpointPage(gen) {
     main.append(h("h1", null, t("checkpoint.title")));
     const body = h("div", { class: "grid two", id: "checkpoint" }, loading());
     main.append(body);
@@ -645,7 +657,8 @@
     const Q = `query($id: ID!) { checkpoint(id: $id) { id name place placeCode admission scans(limit: 10) { colour admitted reason temperature at } } }`;
     try {
       cp = (await gql(Q, { id: me.id })).checkpoint;
-    } catch (e) { clear(body).append(errorBox(e, render)); return; }
+    } catch (e) { if (gen === generation) clear(body).append(errorBox(e, render)); return; }
+    if (gen !== generation) return;
     clear(body);
     if (!cp) { body.append(errorBox(new ApiError("NOT_FOUND", me.id))); return; }
 
@@ -670,7 +683,7 @@
         h("div", { class: "big" }, ok ? "✓ " + t("checkpoint.admitted") : "✕ " + t("checkpoint.denied")),
         r.colour ? h("div", { class: "why" }, pill(r.colour, colourName(r.colour))) : null,
         h("div", { class: "why" }, why)));
-      verdict.scrollIntoView({ block: "nearest" });
+      verdict.scrollIntoView({ block: "start", behavior: "smooth" });
     }
     async function scan(text) {
       const temp = tempInput.value ? parseFloat(tempInput.value) : null;
@@ -751,7 +764,8 @@
       recent.append(h("div", { class: "table-wrap" }, h("table", null, h("tbody", null, scans.map((s) => h("tr", null,
         h("td", null, when(s.at)), h("td", null, pill(s.colour, colourName(s.colour))),
         h("td", null, s.admitted ? t("checkpoint.admitted") : t("checkpoint.denied")),
-        h("td", null, s.reason), h("td", null, s.temperature ? s.temperature + " °C" : "")))))));
+        h("td", { class: "small" }, TEXT["scan." + s.reason] ? t("scan." + s.reason, { c: colourName(s.colour) }) : s.reason),
+        h("td", null, s.temperature ? s.temperature + " °C" : "")))))));
     }
 
     const placeBox = h("div", { class: "place-qr", id: "place-qr" });
@@ -764,8 +778,8 @@
     const admits = (cp.admission && cp.admission.admit) || [];
 
     body.append(
-      card(t("checkpoint.scan") + " · " + cp.name, h("div", { class: "actions" }, camButton,
-        h("label", { for: "scan-upload", class: "small" }, t("checkpoint.upload")), upload), camStatus, video, form, verdict),
+      card(t("checkpoint.scan") + " · " + cp.name, verdict, h("div", { class: "actions" }, camButton,
+        h("label", { for: "scan-upload", class: "small" }, t("checkpoint.upload")), upload), camStatus, video, form),
       h("div", null,
         card(t("checkpoint.place"), h("p", null, h("strong", null, cp.name), " · ", placeName(cp.place)), placeBox,
           h("p", { class: "small muted" }, t("checkpoint.place_help")),
@@ -776,7 +790,7 @@
   }
 
   // -------------------------------------------------------------- official
-  async function officialPage() {
+  async function officialPage(gen) {
     const region = me.region;
     main.append(h("h1", null, t("official.title"), " ", h("span", { class: "muted small" }, t("official.region", { r: "" }), placeName(region))));
     const grid = h("div", { class: "grid two", id: "official" });
@@ -943,6 +957,7 @@
 
     grid.append(countsCard, riskCard, appealsCard, card(t("official.overrides"), oForm));
     await Promise.all([loadCounts(), loadRisk(), loadAppeals()]);
+    if (gen !== generation) return;
 
     const unsubColours = live.subscribe("subscription($after: String) { colourChanged(after: $after) { cursor colour } }", {}, () => {
       clearTimeout(countsTimer);
@@ -953,7 +968,7 @@
       clearTimeout(riskTimer);
       riskTimer = setTimeout(() => loadRisk(), 300);
     }, (e) => clear(riskList).append(errorBox(e)));
-    onLeave(() => { unsubColours(); unsubRisk(); clearTimeout(riskTimer); });
+    onLeave(() => { unsubColours(); unsubRisk(); clearTimeout(riskTimer); }, gen);
   }
 
   // --------------------------------------------------------------- auditor
@@ -1034,7 +1049,7 @@
         clear(table).append(h("table", null,
           h("thead", null, h("tr", null, h("th", null, "#"), h("th", null, t("citizen.when")), h("th", null, t("auditor.type")), h("th", null, ""))),
           h("tbody", null, rows.map((ev, i) => h("tr", null, h("td", null, page * pageSize + i + 1),
-            h("td", { class: "small" }, when(ev.at || (ev.meta && ev.meta.occurred_at))), h("td", { class: "small" }, ev.type), h("td", null, summary(ev)))))));
+            h("td", { class: "small" }, when(ev.at || ev.issued_at || (ev.meta && ev.meta.occurred_at))), h("td", { class: "small" }, ev.type), h("td", null, summary(ev)))))));
         clear(pager).append(
           h("button", { type: "button", class: "secondary", disabled: page === 0, onclick: () => { page -= 1; drawPage(); } }, t("auditor.prev")),
           h("span", null, t("auditor.page", { p: page + 1, n })),

@@ -443,6 +443,14 @@ impl Browser {
         Ok(path)
     }
 
+    /// Saves a picture of one element as `target/browser/<name>-<step>.png`.
+    pub async fn element_screenshot(&self, css: &str, step: &str) -> anyhow::Result<PathBuf> {
+        let png = self.wait_for(css, 10).await?.screenshot().await?;
+        let path = self.shots.join(format!("{}-{step}.png", self.name));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
     /// Browser console messages of level SEVERE since the last call.
     pub async fn console_errors(&self) -> anyhow::Result<Vec<String>> {
         let (status, text) = http(

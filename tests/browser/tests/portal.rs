@@ -67,6 +67,7 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
         .await?;
     citizen.wait_for("#countdown", 5).await?;
     citizen.screenshot("1-green").await?;
+    let green_at = citizen.client.execute("return Date.now();", vec![]).await?;
     // A marker that a reload would wipe.
     citizen
         .client
@@ -131,8 +132,10 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
     let checkpoint = driver.browser("checkpoint", 1024, 900).await?;
     checkpoint.sign_in(&base, &checkpoint_token).await?;
     checkpoint.wait_for("#place-qr svg", 30).await?;
-    checkpoint.fill("#scan-code", &code_text).await?;
-    checkpoint.click("#scan-go").await?;
+    // The guard uploads a picture of the citizen's screen: jsQR reads it.
+    let picture = citizen.element_screenshot("#qr", "qr-picture").await?;
+    let upload = checkpoint.wait_for("#scan-upload", 10).await?;
+    upload.send_keys(&picture.display().to_string()).await?;
     let verdict = checkpoint
         .wait_for("#verdict .verdict[data-admitted=false]", 20)
         .await?;
@@ -159,10 +162,36 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
     );
     auditor.wait_for("#chain-head", 10).await?;
     auditor.screenshot("6-explanation").await?;
+    // As of the moment the citizen first saw green: green, no risk.
+    auditor
+        .client
+        .execute(
+            r#"const at = new Date(arguments[0]);
+               const local = new Date(at.getTime() - at.getTimezoneOffset() * 60000).toISOString().slice(0, 19);
+               document.getElementById("asof").value = local;
+               document.getElementById("asof-form").requestSubmit();
+               return true;"#,
+            vec![green_at],
+        )
+        .await?;
+    auditor
+        .wait_for(
+            "#asof-result .explain[data-colour=green][data-reason=NO_RISK]",
+            10,
+        )
+        .await?;
+    auditor
+        .client
+        .execute(
+            "document.getElementById('asof-result').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await?;
+    auditor.screenshot("7-as-of").await?;
 
     // The citizen sees that the auditor read their data.
     citizen.client.refresh().await?;
-    citizen.wait_for("#access td", 30).await?;
+    citizen.wait_for("#access li[data-role=auditor]", 30).await?;
     citizen
         .client
         .execute(
@@ -170,7 +199,7 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
             vec![],
         )
         .await?;
-    citizen.screenshot("7-access-log").await?;
+    citizen.screenshot("8-access-log").await?;
 
     for browser in [citizen, official, checkpoint, auditor] {
         browser.finish().await?;
@@ -252,6 +281,13 @@ async fn in_development_mode_the_demo_roles_sign_in_with_one_click() -> anyhow::
     browser.wait_for("#qr svg", 30).await?;
     browser.wait_for("#why .explain", 10).await?;
     browser.screenshot("citizen").await?;
+    // The same page in Chinese.
+    browser.click("#lang").await?;
+    let title = browser.text("main h1").await?;
+    assert_eq!(title, "我的健康码");
+    browser.wait_for("#qr svg", 30).await?;
+    browser.screenshot("citizen-zh").await?;
+    browser.click("#lang").await?;
 
     browser.click("#signout").await?;
     browser
