@@ -191,7 +191,9 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
 
     // The citizen sees that the auditor read their data.
     citizen.client.refresh().await?;
-    citizen.wait_for("#access li[data-role=auditor]", 30).await?;
+    citizen
+        .wait_for("#access li[data-role=auditor]", 30)
+        .await?;
     citizen
         .client
         .execute(
