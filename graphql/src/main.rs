@@ -89,8 +89,15 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Serve the event store over the EventStoreDB gRPC protocol.
-    EsdbServe(NodeArgs),
+    /// Serve the embedded event store over the EventStoreDB gRPC protocol
+    /// (for the `esdb` backend of other nodes and official clients).
+    EsdbServe {
+        /// Address of the gRPC endpoint.
+        #[arg(long, default_value = "127.0.0.1:2113")]
+        esdb_listen: SocketAddr,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 fn init_tracing() {
@@ -226,9 +233,34 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::EsdbServe(_) => bail!(
-            "`tongban esdb-serve` is not available in this build: the EventStoreDB gRPC endpoint \
-             (tongban-esdb-endpoint) has not landed yet"
-        ),
+        Command::EsdbServe { esdb_listen, node } => {
+            let config = node.config()?;
+            let dir = config.data.join("events");
+            let store = tongban_store::EmbeddedStore::open(&dir)
+                .with_context(|| format!("failed to open the event store at {}", dir.display()))?;
+            let endpoint = tongban_esdb_endpoint::Endpoint::bind(
+                Arc::new(store.clone()),
+                tongban_esdb_endpoint::EndpointConfig::listening_on(esdb_listen),
+            )
+            .await
+            .with_context(|| format!("failed to listen on {esdb_listen}"))?;
+            println!(
+                "EventStoreDB endpoint listening on {}",
+                endpoint.connection_string()
+            );
+            println!(
+                "  serve a gateway on it: tongban serve --store {}",
+                endpoint.connection_string()
+            );
+            let _ = std::io::stdout().flush();
+            endpoint
+                .serve(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await
+                .context("the EventStoreDB endpoint failed")?;
+            store.close().await;
+            Ok(())
+        }
     }
 }

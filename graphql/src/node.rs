@@ -1,5 +1,5 @@
 //! A node: what `serve` and `demo` run on. Opens the event store (embedded
-//! under `<data>/events`), the read models (`<data>/projections`), the
+//! under `<data>/events`, or EventStoreDB with `--store esdb://…`), the read models (`<data>/projections`), the
 //! key vault (`<data>/vault.redb`), region keys (`<data>/keys`), starts the
 //! projections and builds every service's context.
 
@@ -83,6 +83,17 @@ impl EventStore for MeteredStore {
         }
         result
     }
+    async fn append_to_system_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        self.inner
+            .append_to_system_stream(stream, expected, events)
+            .await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamName,
@@ -187,18 +198,28 @@ pub fn divisions_dir(config: &Config) -> PathBuf {
     PathBuf::from("shared/divisions")
 }
 
-fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
+/// Opens the configured event store: the embedded one under
+/// `<data>/events`, or an EventStoreDB/KurrentDB node or cluster.
+fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn EventStore>, Option<EmbeddedStore>)> {
     match config.store.as_deref() {
-        None | Some("embedded") => {}
-        Some(url) if url.starts_with("esdb://") || url.starts_with("kurrentdb://") => bail!(
-            "the EventStoreDB backend (`--store {url}`) is not available in this build; \
-             use the embedded store (the default)"
-        ),
-        Some(other) => bail!("unknown store {other:?}: use `embedded` or `esdb://host:port`"),
+        None | Some("embedded") => {
+            let dir = config.data.join("events");
+            let store = EmbeddedStore::open(&dir)
+                .with_context(|| format!("failed to open the event store at {}", dir.display()))?;
+            Ok((Arc::new(store.clone()), Some(store)))
+        }
+        Some(url) if url.starts_with("esdb://") || url.starts_with("esdb+discover://") => {
+            let store =
+                tongban_store_esdb::EsdbStore::connect(tongban_store_esdb::EsdbConfig::new(url))
+                    .context(
+                        "failed to set up the EventStoreDB backend (check the connection string)",
+                    )?;
+            Ok((Arc::new(store), None))
+        }
+        Some(other) => {
+            bail!("unknown store {other:?}: use `embedded` or `esdb://host:port?tls=false`")
+        }
     }
-    let dir = config.data.join("events");
-    EmbeddedStore::open(&dir)
-        .with_context(|| format!("failed to open the event store at {}", dir.display()))
 }
 
 impl Node {
@@ -215,9 +236,9 @@ impl Node {
             )
         })?);
         let metrics = Arc::new(Metrics::default());
-        let embedded = open_store(&config)?;
+        let (inner, embedded) = open_store(&config)?;
         let store: Arc<dyn EventStore> = Arc::new(MeteredStore {
-            inner: Arc::new(embedded.clone()),
+            inner,
             metrics: metrics.clone(),
         });
         let models = EmbeddedReadModels::beside(data).context("failed to open the read models")?;
@@ -271,7 +292,7 @@ impl Node {
             metrics,
             clock,
             health_code,
-            embedded: Some(embedded),
+            embedded,
         })
     }
 

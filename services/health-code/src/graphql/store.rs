@@ -34,6 +34,17 @@ impl EventStore for SharedStore {
         self.0.append(stream, expected, events).await
     }
 
+    async fn append_to_system_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        self.0
+            .append_to_system_stream(stream, expected, events)
+            .await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamName,
