@@ -422,6 +422,10 @@
         clear(status).append(errorBox(e));
       }
     }
+    // A token has no line breaks: Enter signs in (Shift+Enter is ignored).
+    input.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); }
+    });
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       const value = input.value.trim().replace(/^Bearer\s+/i, "");
