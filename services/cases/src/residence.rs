@@ -71,7 +71,7 @@ impl<S: EventStore> ResidenceRegistry for HealthCodeService<S> {
         let actor = Actor {
             id: PROCESS_ACTOR,
             role: Role::Department {
-                name: "cases".into(),
+                name: tongban_health_code::person::RESIDENCE_REGISTRY_DEPARTMENT.into(),
             },
         };
         self.person(

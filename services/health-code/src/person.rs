@@ -613,6 +613,10 @@ fn may_record(role: &Role, person: PersonId, evidence: &Evidence) -> bool {
     }
 }
 
+/// The department whose approved applications change a person's residence
+/// (the cases service's residence process acts under this name).
+pub const RESIDENCE_REGISTRY_DEPARTMENT: &str = "cases";
+
 fn is_self(ctx: &DecisionContext<'_>, person: PersonId) -> bool {
     matches!(ctx.actor.role, Role::Citizen { person: p } if p == person)
 }
@@ -681,6 +685,20 @@ pub fn decide(
     match command {
         PersonCommand::Register { .. } => Ok(vec![]),
         PersonCommand::ChangeResidence { to } => {
+            let allowed = match &ctx.actor.role {
+                Role::Admin => true,
+                Role::Department { name } => name == RESIDENCE_REGISTRY_DEPARTMENT,
+                _ => state
+                    .residence
+                    .is_some_and(|current| ctx.actor.has_health_authority_over(&current)),
+            };
+            if !allowed {
+                return Err(HealthCodeError::Forbidden(
+                    "a residence change comes from an approved application (the cases service), \
+                     a health official of the current residence, or an admin"
+                        .into(),
+                ));
+            }
             ctx.divisions
                 .parse_at(&to.to_string(), DivisionLevel::Community)
                 .map_err(|e| HealthCodeError::division("residence", e))?;

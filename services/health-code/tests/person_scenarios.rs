@@ -171,6 +171,28 @@ fn moving_to_another_community_is_an_event() {
         }]);
 }
 
+#[test]
+fn a_citizen_cannot_move_their_own_residence_without_an_application() {
+    scenario()
+        .given([registered(), green_in(BEIJING)])
+        .by(citizen())
+        .when(PersonCommand::ChangeResidence {
+            to: code(HUAXIANG_COMMUNITY),
+        })
+        .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
+}
+
+#[test]
+fn an_official_of_another_region_cannot_move_a_residence() {
+    scenario()
+        .given([registered(), green_in(BEIJING)])
+        .by(shanghai_official())
+        .when(PersonCommand::ChangeResidence {
+            to: code(HUAXIANG_COMMUNITY),
+        })
+        .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
+}
+
 // ---- evidence and the baseline -----------------------------------------
 
 #[test]
