@@ -223,3 +223,30 @@ impl Config {
             .with_context(|| format!("the configuration file {} is not valid", path.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_configuration_means_development_on_localhost_8080_under_data() {
+        let c = Config::default();
+        assert_eq!(c.mode, Mode::Development);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn the_example_configuration_parses() {
+        let text = include_str!("../../infra/tongban.example.toml");
+        let c: Config = toml::from_str(text).expect("infra/tongban.example.toml parses");
+        assert_eq!(c.mode, Mode::Production);
+        assert_eq!(c.limits.max_depth, 10);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
