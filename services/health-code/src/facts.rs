@@ -11,7 +11,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use time::{Duration, OffsetDateTime};
-use tongban_kernel::{DivisionCode, EventId};
+use tongban_kernel::{china_date, DivisionCode, EventId};
 
 use crate::events::{Evidence, EvidenceMeta};
 use crate::risk::RiskMap;
@@ -174,7 +174,7 @@ pub fn compute(
         })
         .max_by_key(|(_, d)| *d);
     let days_since_close_contact =
-        contact.map_or(NEVER, |(_, d)| (now.date() - d).whole_days().max(0));
+        contact.map_or(NEVER, |(_, d)| (china_date(now) - d).whole_days().max(0));
     out.insert(
         "days_since_close_contact",
         contact.map(|(id, _)| id).into_iter().collect(),
@@ -199,7 +199,7 @@ pub fn compute(
     let since_contact: Vec<EventId> = match contact {
         Some((_, date)) => negatives
             .iter()
-            .filter(|(_, t)| t.date() > date)
+            .filter(|(_, t)| china_date(*t) > date)
             .map(|(id, _)| *id)
             .collect(),
         None => Vec::new(),
@@ -305,7 +305,7 @@ pub fn compute(
                 date,
                 ..
             } => {
-                let days = (now.date() - *date).whole_days();
+                let days = (china_date(now) - *date).whole_days();
                 offer_county(Some(*from_county), days, m.id);
                 offer_county(Some(*to_county), days, m.id);
             }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use time::{Date, Duration, OffsetDateTime};
-use tongban_kernel::{ActorId, DivisionCode, DivisionLevel, EventId, PersonId, Role};
+use tongban_kernel::{china_date, ActorId, DivisionCode, DivisionLevel, EventId, PersonId, Role};
 use uuid::Uuid;
 
 use crate::context::DecisionContext;
@@ -463,7 +463,7 @@ fn normalise_evidence(
     evidence: &Evidence,
     ctx: &DecisionContext<'_>,
 ) -> Result<Evidence, HealthCodeError> {
-    let today = ctx.now.date();
+    let today = china_date(ctx.now);
     Ok(match evidence {
         Evidence::DiagnosisConfirmed { case_ref } => Evidence::DiagnosisConfirmed {
             case_ref: require_text("case_ref", case_ref, 64)?,

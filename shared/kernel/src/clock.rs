@@ -1,9 +1,21 @@
 //! Clocks. Decisions take "now" from a [`Clock`], so tests and replays control time.
 
 use std::sync::Mutex;
-use time::{Duration, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime, UtcOffset};
 
 /// A source of the current time.
+/// China Standard Time (UTC+8), in which health-code days are counted.
+pub const CHINA_STANDARD_TIME: UtcOffset = match UtcOffset::from_hms(8, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// The calendar day of `at` in China Standard Time: "14 days since
+/// exposure" counts Beijing days, not UTC days.
+pub fn china_date(at: OffsetDateTime) -> Date {
+    at.to_offset(CHINA_STANDARD_TIME).date()
+}
+
 pub trait Clock: Send + Sync {
     /// The current instant (UTC).
     fn now(&self) -> OffsetDateTime;
@@ -74,5 +86,23 @@ mod tests {
         assert_eq!(clock.now(), datetime!(2020-06-11 08:00 UTC));
         clock.advance(Duration::days(14));
         assert_eq!(clock.now(), datetime!(2020-06-25 08:00 UTC));
+    }
+}
+
+#[cfg(test)]
+mod china_date_tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn an_evening_in_utc_is_already_the_next_day_in_beijing() {
+        assert_eq!(
+            china_date(datetime!(2020-06-11 17:30 UTC)),
+            time::macros::date!(2020 - 06 - 12)
+        );
+        assert_eq!(
+            china_date(datetime!(2020-06-11 15:59 UTC)),
+            time::macros::date!(2020 - 06 - 11)
+        );
     }
 }

@@ -24,7 +24,7 @@ pub mod ids;
 pub mod metadata;
 
 pub use actor::{Actor, Role};
-pub use clock::{Clock, FixedClock, SystemClock};
+pub use clock::{china_date, Clock, FixedClock, SystemClock, CHINA_STANDARD_TIME};
 pub use division::{DivisionCode, DivisionLevel, Divisions};
 pub use error::{DivisionError, KernelError};
 pub use ids::{ActorId, CheckpointId, CorrelationId, EventId, PersonId};
