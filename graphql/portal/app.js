@@ -640,6 +640,9 @@
     const unsubscribe = live.subscribe("subscription($after: String) { colourChanged(after: $after) { cursor colour previous reason at } }", {},
       (change) => {
         if (!change || !code || change.colour === code.colour) return;
+        // History replayed on (re)subscribing is older than what the page shows.
+        const since = person && person.colour ? new Date(person.colour.since).getTime() : 0;
+        if (new Date(change.at).getTime() <= since) return;
         clearTimeout(pending);
         pending = setTimeout(async () => {
           try {
@@ -825,8 +828,9 @@
       if (plot) { plot.setData(data); fitTime(); return; }
       plot = new window.uPlot({
         width, height: 240,
-        series: [{}, { label: colourName("green"), stroke: "#15803d", width: 2 },
-          { label: colourName("yellow"), stroke: "#d4a106", width: 2 }, { label: colourName("red"), stroke: "#b91c1c", width: 2 }],
+        series: [{}, { label: colourName("green"), stroke: "#15803d", width: 2, points: { show: true, size: 6 } },
+          { label: colourName("yellow"), stroke: "#d4a106", width: 2, points: { show: true, size: 6 } },
+          { label: colourName("red"), stroke: "#b91c1c", width: 2, points: { show: true, size: 6 } }],
         axes: [{}, { size: 60 }],
         scales: { x: { time: true } },
       }, data, chartEl);
@@ -889,7 +893,12 @@
       await loadRisk(r.position);
       return t("official.declared", { a: area, l: levelName(level.toLowerCase()) });
     }
-    submitting(riskForm, riskStatus, () => declare(riskForm.querySelector("#risk-area").value.trim(), riskForm.querySelector("#risk-level").value));
+    submitting(riskForm, riskStatus, async () => {
+      const area = riskForm.querySelector("#risk-area");
+      const msg = await declare(area.value.trim(), riskForm.querySelector("#risk-level").value);
+      area.value = "";
+      return msg;
+    });
     async function loadRisk(pos) {
       try {
         const areas = (await gql(`query($r: String!, $pos: Int) { riskAreas(within: $r, minPosition: $pos) { area name level since } }`, { r: region, pos: pos || null })).riskAreas;
@@ -920,8 +929,14 @@
     // Appeals.
     const appealsCard = card(t("official.appeals"));
     appealsCard.id = "appeals-queue";
-    const appealsList = h("div", null, loading());
-    appealsCard.append(appealsList);
+    const appealsList = h("div", { id: "appeals-list" }, loading());
+    appealsCard.append(h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", id: "appeals-refresh", onclick: () => loadAppeals() }, t("official.refresh"))), appealsList);
+    // Every 30 s, unless the official is writing a decision.
+    const appealsTimer = setInterval(() => {
+      const busy = appealsList.contains(document.activeElement) || [...appealsList.querySelectorAll("input")].some((i) => i.value);
+      if (!busy) loadAppeals();
+    }, 30000);
+    onLeave(() => clearInterval(appealsTimer));
     async function loadAppeals(pos) {
       try {
         const list = (await gql(`query($r: String!, $pos: Int) { appeals(region: $r, minPosition: $pos) { appealId personId region colour reason status filedAt } }`, { r: region, pos: pos || null })).appeals;

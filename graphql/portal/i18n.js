@@ -172,6 +172,7 @@ window.TONGBAN_TEXT = {
   "official.lift": ["解除", "Lift"],
   "official.declared": ["已宣布 {a} 为{l}。", "{a} declared {l}."],
   "official.lifted": ["已解除 {a}。", "{a} lifted."],
+  "official.refresh": ["刷新", "Refresh"],
   "official.appeals": ["待处理申诉", "Appeals to decide"],
   "official.no_appeals": ["没有待处理的申诉。", "No open appeals."],
   "official.person": ["居民", "Person"],

@@ -443,6 +443,30 @@ impl Browser {
         Ok(path)
     }
 
+    /// Saves a screenshot of the whole page (the window grows to the page's
+    /// height for the picture, then returns to its size).
+    pub async fn full_screenshot(&self, step: &str) -> anyhow::Result<PathBuf> {
+        let (width, height) = self.client.get_window_size().await?;
+        let (width, height) = (
+            u32::try_from(width).unwrap_or(1280),
+            u32::try_from(height).unwrap_or(900),
+        );
+        let page = self
+            .client
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await?
+            .as_u64()
+            .and_then(|h| u32::try_from(h).ok())
+            .unwrap_or(height);
+        self.client
+            .set_window_size(width, page.clamp(height, 6000) + 140)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let path = self.screenshot(step).await;
+        self.client.set_window_size(width, height).await?;
+        path
+    }
+
     /// Saves a picture of one element as `target/browser/<name>-<step>.png`.
     pub async fn element_screenshot(&self, css: &str, step: &str) -> anyhow::Result<PathBuf> {
         let png = self.wait_for(css, 10).await?.screenshot().await?;

@@ -189,11 +189,45 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
         .await?;
     auditor.screenshot("7-as-of").await?;
 
+    // 6. The citizen appeals; the official corrects the colour to green and
+    //    the citizen's page follows live.
+    citizen
+        .fill("#appeal-reason", "I only drove through Fengtai.")
+        .await?;
+    citizen.click("#appeal-form button[type=submit]").await?;
+    citizen
+        .wait_for("#appeals li[data-status=open]", 60)
+        .await?;
+    official.click("#appeals-refresh").await?;
+    let card = "#appeals-list [data-appeal]";
+    official.wait_for(card, 60).await?;
+    official
+        .fill(
+            &format!("{card} input"),
+            "Telco dwell was a transit; checked with the operator.",
+        )
+        .await?;
+    official.screenshot("6-appeal").await?;
+    official
+        .click(&format!("{card} button:not(.secondary)"))
+        .await?;
+    official.wait_for("#appeals-list p.muted", 60).await?;
+    citizen.wait_for("#qr[data-colour=green] svg", 60).await?;
+    citizen
+        .wait_for("#appeals li[data-status=overridden]", 60)
+        .await?;
+    citizen.screenshot("8-corrected").await?;
+
     // The citizen sees that the auditor read their data.
     citizen.client.refresh().await?;
     citizen
         .wait_for("#access li[data-role=auditor]", 60)
         .await?;
+    // After a reload the replayed history is not news.
+    citizen.wait_for("#qr[data-colour=green] svg", 60).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let notice = citizen.text("#citizen-notice").await?;
+    assert!(notice.is_empty(), "stale change notice: {notice}");
     citizen
         .client
         .execute(
@@ -201,7 +235,9 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
             vec![],
         )
         .await?;
-    citizen.screenshot("8-access-log").await?;
+    citizen.screenshot("9-access-log").await?;
+    citizen.full_screenshot("10-whole-page").await?;
+    official.full_screenshot("7-whole-page").await?;
 
     for browser in [citizen, official, checkpoint, auditor] {
         browser.finish().await?;
