@@ -221,3 +221,43 @@ async fn a_checkpoint_scan_is_durable_and_admits_green() -> anyhow::Result<()> {
     assert_eq!(log["checkpoint"]["scans"][0]["admitted"], true, "{log}");
     Ok(())
 }
+
+#[actix_web::test]
+async fn a_department_feed_delivery_is_recorded_for_the_person() -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let person = Uuid::now_v7().to_string();
+    let citizen = app.token("citizen", &person, None)?;
+    let department = app.token("department", "transport", None)?;
+    app.data(
+        &citizen,
+        REGISTER,
+        json!({"home": "11", "residence": HUAXIANG_COMMUNITY}),
+    )
+    .await?;
+    let mut feed = app.ws("graphql-transport-ws", &department).await?;
+    feed.subscribe(
+        "d",
+        "subscription { colourChanged(purpose: \"rail boarding checks\") { personId colour } }",
+    )
+    .await?;
+    let first = feed.next_data("d").await?;
+    assert_eq!(first["data"]["colourChanged"]["personId"], person.as_str());
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..50 {
+        let log = app
+            .data(
+                &citizen,
+                "{ me { accessLog { role purpose fields } } }",
+                json!({}),
+            )
+            .await?;
+        seen = log["me"]["accessLog"].clone();
+        if seen.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen[0]["role"], "department", "{seen}");
+    assert_eq!(seen[0]["purpose"], "rail boarding checks");
+    Ok(())
+}

@@ -30,7 +30,8 @@ pub struct CodeVerification {
     pub reason: Option<String>,
 }
 
-fn selected_fields(ctx: &Context<'_>) -> Vec<String> {
+/// The names of the fields selected under the current field.
+pub(crate) fn selected_fields(ctx: &Context<'_>) -> Vec<String> {
     ctx.field()
         .selection_set()
         .map(|f| f.name().to_string())
@@ -90,7 +91,9 @@ async fn person_for(
     Ok(Some(Person { view }))
 }
 
-async fn record_access(
+/// Records that `actor` read `fields` of `person` for `purpose`
+/// (`HealthInfoQueried`, which the person lists in `accessLog`).
+pub(crate) async fn record_access(
     api: &HealthCodeApi,
     actor: &Actor,
     person: tongban_kernel::PersonId,
@@ -341,14 +344,27 @@ impl HealthCodeQuery {
             .scan_all(&api.tables.appeals, &KeyRange::all())
             .await
             .map_err(api::read_side)?;
-        Ok(rows
+        let appeals: Vec<Appeal> = rows
             .into_iter()
             .filter(|(_, a)| {
                 a.status == status
                     && DivisionCode::parse(&a.region).is_ok_and(|r| region.contains(&r))
             })
             .map(|(_, a)| Appeal::from(a))
-            .collect())
+            .collect();
+        let fields = selected_fields(ctx);
+        for appeal in &appeals {
+            let person = api::person_id("personId", &appeal.person_id)?;
+            record_access(
+                api,
+                actor,
+                person,
+                "appeals queue".into(),
+                fields.iter().map(|f| format!("appeal.{f}")).collect(),
+            )
+            .await?;
+        }
+        Ok(appeals)
     }
 
     /// The latest policy of a province or city (public).

@@ -7,7 +7,12 @@ use futures::{Stream, StreamExt};
 use tongban_kernel::Role;
 use tongban_projection::{ChangeRecord, FeedCursor, FeedScope};
 
-use crate::graphql::api::{self, api, caller, forbidden, invalid};
+use std::sync::Arc;
+
+use tongban_kernel::{Actor, PersonId};
+
+use crate::graphql::api::{self, api, caller, forbidden, invalid, HealthCodeApi};
+use crate::graphql::query::{record_access, selected_fields};
 use crate::projections::VIEWS;
 
 /// The health-code subscriptions.
@@ -70,6 +75,38 @@ fn change(r: ChangeRecord) -> Change {
     }
 }
 
+/// Who to record as reading a person's data through a subscription:
+/// everyone but a citizen (who only ever receives their own).
+type Recorder = Option<Arc<(Arc<HealthCodeApi>, Actor, String, Vec<String>)>>;
+
+fn recorder(ctx: &Context<'_>, actor: &Actor, purpose: Option<String>) -> Result<Recorder> {
+    if matches!(actor.role, Role::Citizen { .. }) {
+        return Ok(None);
+    }
+    let api = ctx
+        .data::<Arc<HealthCodeApi>>()
+        .map_err(|_| api::coded("INTERNAL", "the health-code service is not configured"))?
+        .clone();
+    let purpose = purpose
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "change feed subscription".into());
+    Ok(Some(Arc::new((
+        api,
+        actor.clone(),
+        purpose,
+        selected_fields(ctx),
+    ))))
+}
+
+async fn record(recorder: &Recorder, person: &str) -> Result<()> {
+    let Some(r) = recorder else { return Ok(()) };
+    let (api, actor, purpose, fields) = r.as_ref();
+    let Ok(person) = PersonId::parse(person) else {
+        return Ok(());
+    };
+    record_access(api, actor, person, purpose.clone(), fields.clone()).await
+}
+
 fn text(v: &serde_json::Value, key: &str) -> String {
     v.get(key)
         .and_then(|x| x.as_str())
@@ -81,14 +118,18 @@ fn text(v: &serde_json::Value, key: &str) -> String {
 impl HealthCodeSubscription {
     /// Colour changes: a citizen's own; a health official's region; every
     /// change for departments, auditors and admins (optionally one person).
+    /// Each change delivered to anyone but the person is recorded in the
+    /// person's access log with `purpose`.
     async fn colour_changed(
         &self,
         ctx: &Context<'_>,
         person_id: Option<ID>,
         after: Option<String>,
+        purpose: Option<String>,
     ) -> Result<impl Stream<Item = Result<ColourChange>>> {
         let actor = caller(ctx)?;
         let api = api(ctx)?;
+        let recorder = recorder(ctx, actor, purpose)?;
         let mut scope = FeedScope::everything().data_classes(["code-status"]);
         let person = match (&actor.role, person_id) {
             (Role::Citizen { person }, None) => Some(person.to_string()),
@@ -124,6 +165,7 @@ impl HealthCodeSubscription {
             .subscribe(cursor(after)?, scope)
             .filter_map(move |item| {
                 let person = person.clone();
+                let recorder = recorder.clone();
                 async move {
                     match item {
                         Ok(r) if r.kind == "code.colour" => {
@@ -131,6 +173,9 @@ impl HealthCodeSubscription {
                             let id = text(p, "personId");
                             if person.as_ref().is_some_and(|want| *want != id) {
                                 return None;
+                            }
+                            if let Err(e) = record(&recorder, &id).await {
+                                return Some(Err(e));
                             }
                             Some(Ok(ColourChange {
                                 cursor: r.cursor.to_string(),
@@ -169,12 +214,14 @@ impl HealthCodeSubscription {
     }
 
     /// Every change record (departments, auditors, admins; health officials
-    /// within their region).
+    /// within their region). Colour changes delivered are recorded in the
+    /// persons' access logs with `purpose`.
     async fn changes(
         &self,
         ctx: &Context<'_>,
         after: Option<String>,
         data_classes: Option<Vec<String>>,
+        purpose: Option<String>,
     ) -> Result<impl Stream<Item = Result<Change>>> {
         let actor = caller(ctx)?;
         let api = api(ctx)?;
@@ -193,9 +240,17 @@ impl HealthCodeSubscription {
         if let Some(classes) = data_classes {
             scope = scope.data_classes(classes);
         }
+        let recorder = recorder(ctx, actor, purpose)?;
         let feed = api.runner.feed(VIEWS).map_err(api::read_side)?;
-        Ok(feed
-            .subscribe(cursor(after)?, scope)
-            .map(|item| item.map(change).map_err(api::read_side)))
+        Ok(feed.subscribe(cursor(after)?, scope).then(move |item| {
+            let recorder = recorder.clone();
+            async move {
+                let record_ = item.map_err(api::read_side)?;
+                if record_.kind == "code.colour" {
+                    record(&recorder, &text(&record_.payload, "personId")).await?;
+                }
+                Ok(change(record_))
+            }
+        }))
     }
 }
