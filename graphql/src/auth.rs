@@ -371,3 +371,71 @@ mod tests {
         assert!(err.to_string().contains("development"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod public_key_tests {
+    use super::*;
+
+    const PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJuB6fO2An/HW++760f8pPvWUOM48LeEB2vcxesdqMr/\n-----END PRIVATE KEY-----\n";
+    const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAIB/pzdDkxk6Qg8pCnzTBbVirM5BgPTX3Hiof6ZL0FQs=\n-----END PUBLIC KEY-----\n";
+
+    fn eddsa_token(claims: &serde_json::Value) -> String {
+        let key = EncodingKey::from_ed_pem(PRIVATE.as_bytes()).expect("test key");
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &key).expect("signs")
+    }
+
+    #[test]
+    fn ed25519_tokens_from_a_configured_public_key_verify_in_production() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("idp.pem");
+        std::fs::write(&path, PUBLIC).expect("write");
+        let config = AuthConfig {
+            ed25519_public_keys: vec![path],
+            ..AuthConfig::default()
+        };
+        let verifier = Verifier::new(&config, Mode::Production, None).expect("verifier");
+        let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+        let token = eddsa_token(&serde_json::json!({
+            "sub": "official-7", "role": "health_official", "region": "110106", "exp": exp
+        }));
+        let actor = verifier.verify(&token).expect("verifies");
+        assert_eq!(actor.role_name(), "health_official");
+        let expired = eddsa_token(&serde_json::json!({"sub": "a", "role": "admin", "exp": 1000}));
+        assert!(verifier
+            .verify(&expired)
+            .unwrap_err()
+            .to_string()
+            .contains("expired"));
+    }
+
+    #[test]
+    fn a_jwks_file_supplies_keys_by_kid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwks.json");
+        // The same public key as a JWK (x = the raw 32 bytes, base64url).
+        let jwks = serde_json::json!({"keys": [{
+            "kty": "OKP", "crv": "Ed25519", "kid": "idp-1", "alg": "EdDSA",
+            "x": "IB_pzdDkxk6Qg8pCnzTBbVirM5BgPTX3Hiof6ZL0FQs"
+        }]});
+        std::fs::write(&path, jwks.to_string()).expect("write");
+        let config = AuthConfig {
+            jwks_file: Some(path),
+            ..AuthConfig::default()
+        };
+        let verifier = Verifier::new(&config, Mode::Production, None).expect("verifier");
+        let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("idp-1".into());
+        let key = EncodingKey::from_ed_pem(PRIVATE.as_bytes()).expect("test key");
+        let token = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "auditor-1", "role": "auditor", "exp": exp}),
+            &key,
+        )
+        .expect("signs");
+        assert_eq!(
+            verifier.verify(&token).expect("verifies").role_name(),
+            "auditor"
+        );
+    }
+}
