@@ -768,11 +768,11 @@
     function drawRecent(scans) {
       clear(recent).append(h("h2", null, t("checkpoint.recent")));
       if (!scans.length) { recent.append(h("p", { class: "muted" }, t("checkpoint.none"))); return; }
-      recent.append(h("div", { class: "table-wrap" }, h("table", null, h("tbody", null, scans.map((s) => h("tr", null,
-        h("td", null, when(s.at)), h("td", null, pill(s.colour, colourName(s.colour))),
-        h("td", null, s.admitted ? t("checkpoint.admitted") : t("checkpoint.denied")),
-        h("td", { class: "small" }, TEXT["scan." + s.reason] ? t("scan." + s.reason, { c: colourName(s.colour) }) : s.reason),
-        h("td", null, s.temperature ? s.temperature + " °C" : "")))))));
+      const sorted = [...scans].sort((a, b) => new Date(b.at) - new Date(a.at));
+      recent.append(h("ul", { class: "scan-items" }, sorted.map((s) => h("li", { "data-admitted": String(s.admitted) },
+        h("div", null, pill(s.colour, colourName(s.colour)), " ", h("strong", null, s.admitted ? t("checkpoint.admitted") : t("checkpoint.denied")),
+          h("span", { class: "muted small" }, " · " + when(s.at) + (s.temperature ? " · " + s.temperature + " °C" : ""))),
+        h("div", { class: "small" }, TEXT["scan." + s.reason] ? t("scan." + s.reason, { c: colourName(s.colour) }) : s.reason)))));
     }
 
     const placeBox = h("div", { class: "place-qr", id: "place-qr" });

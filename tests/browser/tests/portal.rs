@@ -336,5 +336,15 @@ async fn in_development_mode_the_demo_roles_sign_in_with_one_click() -> anyhow::
         .wait_for("#risk-list li[data-area='110106018'][data-level=high]", 10)
         .await?;
     browser.screenshot("official").await?;
+    // The same page on a phone.
+    browser.client.set_window_size(390, 844).await?;
+    browser.full_screenshot("official-phone").await?;
+
+    browser.click("#signout").await?;
+    browser
+        .click("#demo-roles button[data-role=checkpoint]")
+        .await?;
+    browser.wait_for("#place-qr svg", 60).await?;
+    browser.full_screenshot("checkpoint-phone").await?;
     browser.finish().await
 }
