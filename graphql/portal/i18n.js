@@ -187,7 +187,7 @@ window.TONGBAN_TEXT = {
   "official.override_id": ["更正编号", "Override id"],
   "official.approve": ["批准", "Approve"],
   "official.approved": ["已批准。", "Approved."],
-  "official.sweep_note": ["提示：宣布或解除风险地区后，居民颜色在下一次重新评估时更新。", "Note: after declaring or lifting an area, residents' colours change at the next re-evaluation."],
+  "official.sweep_note": ["宣布、修改或解除风险地区后，系统在后台重新评估所有居民的颜色，变化会实时显示。", "After an area is declared, changed or lifted, every resident's colour is re-evaluated in the background; changes show up live."],
 
   "auditor.title": ["审计", "Audit"],
   "auditor.pick": ["选择居民", "Pick a person"],

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use crate::checkpoint::CheckpointCommand;
 use crate::events::{Evidence, EvidenceMeta, EvidenceSource, HealthEvent};
-use crate::graphql::api::{self, api, caller, coded, domain, forbidden, invalid, subject};
+use crate::graphql::api::{
+    self, api, caller, coded, domain, forbidden, invalid, subject, HealthCodeApi,
+};
 use crate::overrides::OverrideCommand;
 use crate::person::{PersonCommand, Trip};
 use crate::policy::{PolicyDocument, PublishPolicy};
@@ -248,6 +250,24 @@ async fn done(
         colour,
         id,
     })
+}
+
+/// A risk area declared, changed or lifted changes colours: every person is
+/// re-evaluated in the background (idempotent; only changed colours are
+/// recorded), so codes follow the area without waiting for a scheduled
+/// sweep. The mutation answers at once; colour changes arrive through the
+/// `colourChanged` subscription.
+fn reevaluate_in_background(api: &HealthCodeApi, actor: &Actor, events: &[HealthEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let service = api.service.clone();
+    let actor = actor.clone();
+    tokio::spawn(async move {
+        if let Err(e) = service.reevaluate_all(&actor).await {
+            tracing::warn!(error = %e, "re-evaluation after a risk-area change failed");
+        }
+    });
 }
 
 fn evidence_id() -> EventId {
@@ -615,6 +635,7 @@ impl HealthCodeMutation {
             .risk_area(actor, command)
             .await
             .map_err(domain)?;
+        reevaluate_in_background(api, actor, &events);
         done(ctx, &events, None).await
     }
 
@@ -630,6 +651,7 @@ impl HealthCodeMutation {
             .risk_area(actor, command)
             .await
             .map_err(domain)?;
+        reevaluate_in_background(api, actor, &events);
         done(ctx, &events, None).await
     }
 
