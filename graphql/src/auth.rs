@@ -4,7 +4,8 @@
 //! any stable id otherwise), `role` (`citizen`, `checkpoint`, `lab`,
 //! `health_official`, `department`, `auditor`, `admin`), `region` and
 //! `sub_regions` for health officials, `name` for labs and departments,
-//! `exp`. Keys: Ed25519 or RSA public keys and JWKS files from the
+//! `region` for department officials handling applications (the
+//! [`Identity`]'s official region), `exp`. Keys: Ed25519 or RSA public keys and JWKS files from the
 //! configuration; HS256 with the local development key (`<data>/dev-jwt.key`,
 //! created by `serve` on first start) only in development mode.
 
@@ -112,6 +113,46 @@ impl Claims {
             }
         };
         Ok(Actor { id, role })
+    }
+}
+
+/// A verified caller: the kernel [`Actor`] and, for a department
+/// official whose token names a `region`, the region of their authority
+/// (the applications domain needs it; the kernel's department role has
+/// only a name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    /// The actor.
+    pub actor: Actor,
+    /// A department official's region.
+    pub official_region: Option<tongban_cases::graphql::OfficialRegion>,
+}
+
+impl Identity {
+    /// Puts the actor (and the official's region) into a request's data.
+    pub fn insert_into(self, data: &mut async_graphql::Data) {
+        data.insert(self.actor);
+        if let Some(region) = self.official_region {
+            data.insert(region);
+        }
+    }
+}
+
+impl Claims {
+    /// The verified caller these claims describe.
+    pub fn identity(&self) -> Result<Identity, GatewayError> {
+        let actor = self.actor()?;
+        let official_region = match (&actor.role, self.region.as_deref()) {
+            (Role::Department { .. }, Some(r)) => Some(tongban_cases::graphql::OfficialRegion(
+                DivisionCode::parse(r)
+                    .map_err(|e| bad(format!("token region {r:?} is not a division code: {e}")))?,
+            )),
+            _ => None,
+        };
+        Ok(Identity {
+            actor,
+            official_region,
+        })
     }
 }
 
@@ -228,15 +269,25 @@ impl Verifier {
 
     /// Verifies an `Authorization` header value.
     pub fn verify_header(&self, header: &str) -> Result<Actor, GatewayError> {
+        Ok(self.verify_header_identity(header)?.actor)
+    }
+
+    /// Verifies an `Authorization` header value into the full [`Identity`].
+    pub fn verify_header_identity(&self, header: &str) -> Result<Identity, GatewayError> {
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| bad("the Authorization header must be `Bearer <jwt>`"))?;
-        self.verify(token.trim())
+        self.verify_identity(token.trim())
     }
 
     /// Verifies a token.
     pub fn verify(&self, token: &str) -> Result<Actor, GatewayError> {
+        Ok(self.verify_identity(token)?.actor)
+    }
+
+    /// Verifies a token into the full [`Identity`].
+    pub fn verify_identity(&self, token: &str) -> Result<Identity, GatewayError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| bad(format!("malformed token: {e}")))?;
         let candidates: Vec<&Key> = self
@@ -272,7 +323,7 @@ impl Verifier {
                 None => validation.validate_aud = false,
             }
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return data.claims.actor(),
+                Ok(data) => return data.claims.identity(),
                 Err(e) => {
                     last = match e.kind() {
                         ErrorKind::ExpiredSignature => return Err(bad("token has expired")),

@@ -164,7 +164,7 @@ fn token(
         exp: now + hours.max(1) * 3600,
         iat: now,
     };
-    claims.actor().map_err(|e| anyhow::anyhow!("{e}"))?;
+    claims.identity().map_err(|e| anyhow::anyhow!("{e}"))?;
     auth::mint_dev(&secret, &claims)
 }
 

@@ -1,7 +1,8 @@
 //! A node: what `serve` and `demo` run on. Opens the event store (embedded
 //! under `<data>/events`, or EventStoreDB with `--store esdb://…`), the read models (`<data>/projections`), the
 //! key vault (`<data>/vault.redb`), region keys (`<data>/keys`), starts the
-//! projections and builds every service's context.
+//! projections and builds every service's context (health code, catalogue,
+//! applications and inbox), and runs the residence process manager.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,12 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use tongban_cases::graphql::{CasesApi, NoEmploymentRegistry};
+use tongban_cases::{
+    CasesService, CasesViews, HealthCodeGreenShare, InboxService, InboxViews, ResidenceProcess,
+};
+use tongban_catalog::graphql::CatalogApi;
+use tongban_catalog::{CatalogService, CatalogViews};
 use tongban_health_code::graphql::{HealthCodeApi, Keyring, SharedStore};
 use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::OverrideConfig;
@@ -174,6 +181,11 @@ pub struct Node {
     pub clock: Arc<NodeClock>,
     /// The health-code service's context.
     pub health_code: Arc<HealthCodeApi>,
+    /// The catalogue's context.
+    pub catalog: Arc<CatalogApi>,
+    /// The applications' and inbox's context.
+    pub cases: Arc<CasesApi>,
+    residence: tokio::task::JoinHandle<()>,
     embedded: Option<EmbeddedStore>,
 }
 
@@ -252,6 +264,15 @@ impl Node {
         runner
             .start(Arc::new(views))
             .context("failed to start the health-code projection")?;
+        for (name, projection) in [
+            ("catalog", Arc::new(CatalogViews::default()) as Arc<_>),
+            ("cases", Arc::new(CasesViews::default()) as Arc<_>),
+            ("inbox", Arc::new(InboxViews::default()) as Arc<_>),
+        ] {
+            runner
+                .start(projection)
+                .with_context(|| format!("failed to start the {name} projection"))?;
+        }
         let vault_path = data.join("vault.redb");
         let vault: Arc<dyn KeyVault> =
             Arc::new(RedbKeyVault::open(&vault_path).with_context(|| {
@@ -274,6 +295,44 @@ impl Node {
             .install_all(&service)
             .context("failed to install the region keys")?;
         tracing::info!(events = loaded, "health-code history loaded");
+        let read_wait = Duration::from_millis(config.limits.read_wait_ms);
+        let shared = Arc::new(SharedStore(store.clone()));
+        let catalog_service = Arc::new(CatalogService::new(
+            shared.clone(),
+            clock.clone(),
+            divisions.clone(),
+        ));
+        let cases_service = Arc::new(CasesService::new(
+            shared.clone(),
+            clock.clone(),
+            divisions.clone(),
+            catalog_service.clone(),
+        ));
+        let green_share = HealthCodeGreenShare::new(
+            NoEmploymentRegistry,
+            runner
+                .read_models(tongban_health_code::projections::VIEWS)
+                .context("failed to open the health-code read models")?,
+        );
+        let catalog = Arc::new(CatalogApi {
+            commands: catalog_service,
+            store: store.clone(),
+            runner: runner.clone(),
+            read_wait,
+        });
+        let cases = Arc::new(CasesApi {
+            service: cases_service.clone(),
+            inbox: InboxService::new(shared, clock.clone()),
+            green_share: Arc::new(green_share),
+            store: store.clone(),
+            runner: runner.clone(),
+            divisions: divisions.clone(),
+            read_wait,
+        });
+        let residence = tokio::spawn(run_residence_process(ResidenceProcess::new(
+            cases_service,
+            service.clone(),
+        )));
         let health_code = Arc::new(HealthCodeApi {
             service,
             store: store.clone(),
@@ -282,7 +341,7 @@ impl Node {
             vault,
             divisions,
             clock: clock.clone(),
-            read_wait: Duration::from_millis(config.limits.read_wait_ms),
+            read_wait,
             tables,
         });
         Ok(Self {
@@ -292,6 +351,9 @@ impl Node {
             metrics,
             clock,
             health_code,
+            catalog,
+            cases,
+            residence,
             embedded,
         })
     }
@@ -302,10 +364,15 @@ impl Node {
         let Self {
             runner,
             health_code,
+            catalog,
+            cases,
+            residence,
             store,
             ..
         } = self;
-        drop(health_code);
+        residence.abort();
+        let _ = residence.await;
+        drop((health_code, catalog, cases));
         drop(store);
         match Arc::try_unwrap(runner) {
             Ok(runner) => runner.shutdown().await,
@@ -314,5 +381,21 @@ impl Node {
         if let Some(store) = embedded {
             store.close().await;
         }
+    }
+}
+
+/// Runs the residence process manager for the node's lifetime: approved
+/// changes of residence community become the health-code domain's own
+/// command. Handling is idempotent, so after a failure it resumes from the
+/// last position handled (or re-reads, which only costs time).
+async fn run_residence_process(
+    process: ResidenceProcess<SharedStore, HealthCodeService<SharedStore>>,
+) {
+    let mut last = None;
+    loop {
+        let (position, error) = process.run(last).await;
+        last = position.or(last);
+        tracing::warn!(%error, "the residence process manager stopped; restarting in a second");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

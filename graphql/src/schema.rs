@@ -7,6 +7,8 @@ use std::sync::Arc;
 use async_graphql::{
     Context, MergedObject, MergedSubscription, Object, Result, Schema, SimpleObject,
 };
+use tongban_cases::graphql::{CasesMutation, CasesQuery, CasesSubscription};
+use tongban_catalog::graphql::{CatalogMutation, CatalogQuery};
 use tongban_health_code::graphql::{
     api::{coded, forbidden},
     caller, HealthCodeMutation, HealthCodeQuery, HealthCodeSubscription,
@@ -20,15 +22,15 @@ use crate::node::Node;
 
 /// Every service's queries.
 #[derive(MergedObject, Default)]
-pub struct Query(HealthCodeQuery, GatewayQuery);
+pub struct Query(HealthCodeQuery, CatalogQuery, CasesQuery, GatewayQuery);
 
 /// Every service's mutations.
 #[derive(MergedObject, Default)]
-pub struct Mutation(HealthCodeMutation);
+pub struct Mutation(HealthCodeMutation, CatalogMutation, CasesMutation);
 
 /// Every service's subscriptions.
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(HealthCodeSubscription);
+pub struct Subscription(HealthCodeSubscription, CasesSubscription);
 
 /// The gateway's schema.
 pub type TongbanSchema = Schema<Query, Mutation, Subscription>;
@@ -191,6 +193,8 @@ pub fn build(node: &Node, limits: &Limits) -> TongbanSchema {
         Subscription::default(),
     )
     .data(node.health_code.clone())
+    .data(node.catalog.clone())
+    .data(node.cases.clone())
     .data(node.store.clone())
     .data(node.runner.clone())
     .data(DemoRoles {

@@ -19,11 +19,10 @@ use async_graphql::{Data, ServerError};
 use async_graphql_actix_web::GraphQLSubscription;
 use futures::StreamExt;
 use serde_json::json;
-use tongban_kernel::Actor;
 use tongban_projection::{ProjectionRunner, RunState};
 use tongban_store::EventStore;
 
-use crate::auth::Verifier;
+use crate::auth::{Identity, Verifier};
 use crate::config::Limits;
 use crate::error::GatewayError;
 use crate::limits::RateLimiter;
@@ -49,14 +48,14 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
 }
 
-fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Actor>, GatewayError> {
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, GatewayError> {
     match headers.get(header::AUTHORIZATION) {
         None => Ok(None),
         Some(value) => {
             let text = value.to_str().map_err(|_| {
                 GatewayError::Unauthenticated("the Authorization header is not text".into())
             })?;
-            state.verifier.verify_header(text).map(Some)
+            state.verifier.verify_header_identity(text).map(Some)
         }
     }
 }
@@ -133,11 +132,11 @@ async fn read_body(
 
 async fn execute(
     state: &AppState,
-    actor: Option<Actor>,
+    identity: Option<Identity>,
     mut request: async_graphql::Request,
 ) -> Result<HttpResponse, GatewayError> {
-    if let Some(actor) = actor {
-        request = request.data(actor);
+    if let Some(identity) = identity {
+        identity.insert_into(&mut request.data);
     }
     let timeout = Duration::from_millis(state.limits.request_timeout_ms);
     let mut response = tokio::time::timeout(timeout, state.schema.execute(request))
@@ -236,8 +235,8 @@ fn subscribe(
 ) -> Result<HttpResponse, GatewayError> {
     state.limiter.check(&rate_key(req))?;
     let mut data = Data::default();
-    if let Some(actor) = authenticate(state, req.headers())? {
-        data.insert(actor);
+    if let Some(identity) = authenticate(state, req.headers())? {
+        identity.insert_into(&mut data);
     }
     let verifier = state.verifier.clone();
     GraphQLSubscription::new(state.schema.clone())
@@ -249,13 +248,13 @@ fn subscribe(
                 .find_map(|k| value.get(*k).and_then(|v| v.as_str()))
                 .map(str::to_owned);
             if let Some(token) = token {
-                let actor = if token.contains(' ') {
-                    verifier.verify_header(&token)
+                let identity = if token.contains(' ') {
+                    verifier.verify_header_identity(&token)
                 } else {
-                    verifier.verify(&token)
+                    verifier.verify_identity(&token)
                 }
                 .map_err(|e| async_graphql::Error::new(e.to_string()))?;
-                data.insert(actor);
+                identity.insert_into(&mut data);
             }
             Ok(data)
         })

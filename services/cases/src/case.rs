@@ -87,6 +87,8 @@ pub enum Step {
     Withdraw,
     /// Record the residence change's outcome.
     RecordResidenceOutcome,
+    /// Record that an official opened it.
+    RecordAccess,
 }
 
 impl fmt::Display for Step {
@@ -100,6 +102,7 @@ impl fmt::Display for Step {
             Self::Reject => "rejected",
             Self::Withdraw => "withdrawn",
             Self::RecordResidenceOutcome => "given a residence-change outcome",
+            Self::RecordAccess => "opened",
         })
     }
 }
@@ -116,6 +119,7 @@ impl CaseCommand {
             Self::Reject { .. } => Step::Reject,
             Self::Withdraw { .. } => Step::Withdraw,
             Self::RecordResidenceOutcome { .. } => Step::RecordResidenceOutcome,
+            Self::RecordAccess { .. } => Step::RecordAccess,
         }
     }
 }
@@ -211,6 +215,7 @@ impl CaseState {
                     change.applied = Some(false);
                 }
             }
+            CaseEvent::ApplicationOpened { .. } => {}
         }
         self
     }
@@ -479,6 +484,27 @@ pub fn decide(
             Ok(vec![CaseEvent::ApplicationWithdrawn {
                 case_id,
                 reason: reason.trim().to_owned(),
+                at: now,
+            }])
+        }
+        CaseCommand::RecordAccess { purpose, fields } => {
+            let official = official_of_case(state, ctx, step)?;
+            if purpose.trim().is_empty() {
+                return Err(CaseError::InvalidInput {
+                    field: "purpose",
+                    rule: "opening someone's application needs a purpose".into(),
+                });
+            }
+            Ok(vec![CaseEvent::ApplicationOpened {
+                case_id,
+                official,
+                department: state
+                    .department
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                purpose: purpose.trim().to_owned(),
+                fields: fields.clone(),
                 at: now,
             }])
         }

@@ -49,6 +49,14 @@ pub enum CaseCommand {
         /// Why (may be blank).
         reason: String,
     },
+    /// An official records that they opened the application, with why and
+    /// which fields (the applicant can see it).
+    RecordAccess {
+        /// Why they opened it.
+        purpose: String,
+        /// The fields returned to them.
+        fields: Vec<String>,
+    },
     /// The residence process manager records what the health-code domain did
     /// with an approved change of residence community.
     RecordResidenceOutcome {

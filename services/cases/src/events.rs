@@ -145,6 +145,25 @@ pub enum CaseEvent {
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
     },
+    /// An official opened the application (access transparency: the
+    /// applicant sees who looked, why and at which fields). Changes no
+    /// status.
+    #[serde(rename = "ApplicationOpened.v1")]
+    ApplicationOpened {
+        /// The application.
+        case_id: CaseId,
+        /// The official.
+        official: ActorId,
+        /// Their department.
+        department: String,
+        /// Why they opened it.
+        purpose: String,
+        /// The fields returned to them.
+        fields: Vec<String>,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
     /// The health-code domain refused the change.
     #[serde(rename = "ResidenceChangeFailed.v1")]
     ResidenceChangeFailed {
@@ -161,7 +180,7 @@ pub enum CaseEvent {
 }
 
 /// Every case event type name (for subscriptions' filters).
-pub const TYPE_NAMES: [&str; 10] = [
+pub const TYPE_NAMES: [&str; 11] = [
     "ApplicationSubmitted.v1",
     "ApplicationAccepted.v1",
     "MoreInformationRequested.v1",
@@ -172,6 +191,7 @@ pub const TYPE_NAMES: [&str; 10] = [
     "ResidenceChangeApproved.v1",
     "ResidenceChangeApplied.v1",
     "ResidenceChangeFailed.v1",
+    "ApplicationOpened.v1",
 ];
 
 impl CaseEvent {
@@ -188,6 +208,7 @@ impl CaseEvent {
             Self::ResidenceChangeApproved { .. } => TYPE_NAMES[7],
             Self::ResidenceChangeApplied { .. } => TYPE_NAMES[8],
             Self::ResidenceChangeFailed { .. } => TYPE_NAMES[9],
+            Self::ApplicationOpened { .. } => TYPE_NAMES[10],
         }
     }
 
@@ -203,7 +224,8 @@ impl CaseEvent {
             | Self::ApplicationWithdrawn { case_id, .. }
             | Self::ResidenceChangeApproved { case_id, .. }
             | Self::ResidenceChangeApplied { case_id, .. }
-            | Self::ResidenceChangeFailed { case_id, .. } => *case_id,
+            | Self::ResidenceChangeFailed { case_id, .. }
+            | Self::ApplicationOpened { case_id, .. } => *case_id,
         }
     }
 }

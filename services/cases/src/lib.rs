@@ -29,11 +29,15 @@
 //! - [`inbox`]: per-person notifications (colour changes, appeal outcomes,
 //!   application status) with unread counts and mark-as-read.
 //! - [`error`]: [`CaseError`], one variant per rule.
+//! - [`graphql`]: the GraphQL module the gateway merges in (applications,
+//!   officials' queues, the work-resumption review, the inbox and its live
+//!   updates).
 
 pub mod case;
 pub mod commands;
 pub mod error;
 pub mod events;
+pub mod graphql;
 pub mod green_share;
 pub mod handler;
 pub mod inbox;

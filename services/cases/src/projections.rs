@@ -41,6 +41,21 @@ pub struct HistoryEntry {
     pub at: String,
 }
 
+/// An official's look at an application, as its applicant sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessEntry {
+    /// The official's account.
+    pub official: String,
+    /// Their department.
+    pub department: String,
+    /// Why they looked.
+    pub purpose: String,
+    /// The fields returned to them.
+    pub fields: Vec<String>,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
 /// An application as the portal and the officials' queue show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaseView {
@@ -66,6 +81,9 @@ pub struct CaseView {
     pub history: Vec<HistoryEntry>,
     /// For a residence change: `approved`, `applied` or `failed: <reason>`.
     pub residence_change: Option<String>,
+    /// Every time an official opened it, oldest first.
+    #[serde(default)]
+    pub access_log: Vec<AccessEntry>,
 }
 
 impl CaseView {
@@ -190,6 +208,7 @@ impl Projection for CasesViews {
                     due_at: rfc3339(*due_at),
                     history: vec![entry(Step::Submit, Status::Submitted, None, vec![], *at)],
                     residence_change: None,
+                    access_log: Vec::new(),
                 })
             } else {
                 changes.get(&self.cases, &key).await?
@@ -291,6 +310,20 @@ impl Projection for CasesViews {
                 CaseEvent::ResidenceChangeFailed { reason, .. } => {
                     view.residence_change = Some(format!("failed: {reason}"));
                 }
+                CaseEvent::ApplicationOpened {
+                    official,
+                    department,
+                    purpose,
+                    fields,
+                    at,
+                    ..
+                } => view.access_log.push(AccessEntry {
+                    official: official.to_string(),
+                    department,
+                    purpose,
+                    fields,
+                    at: rfc3339(at),
+                }),
             }
             if recorded.event_type == crate::events::TYPE_NAMES[0] || view.status != before {
                 let change = CaseStatusChange {

@@ -447,3 +447,31 @@ fn a_residence_change_to_a_community_that_does_not_exist_is_refused_naming_the_f
         .unwrap_err();
     assert!(err.to_string().contains("`/newCommunity`"), "{err}");
 }
+
+#[test]
+fn an_official_opening_an_application_is_recorded_with_purpose_and_fields() {
+    let events = given(vec![submitted()])
+        .by(civil_affairs_official("110105"))
+        .when(CaseCommand::RecordAccess {
+            purpose: "review".into(),
+            fields: vec!["form".into()],
+        })
+        .unwrap();
+    assert!(
+        matches!(&events[..], [CaseEvent::ApplicationOpened { purpose, fields, department, .. }]
+            if purpose == "review" && fields == &["form".to_string()] && department == "civil-affairs"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn an_official_of_another_region_cannot_open_an_application() {
+    let err = given(vec![submitted()])
+        .by(civil_affairs_official("110101"))
+        .when(CaseCommand::RecordAccess {
+            purpose: "curiosity".into(),
+            fields: vec![],
+        })
+        .unwrap_err();
+    assert!(matches!(err, CaseError::Forbidden(_)), "{err}");
+}

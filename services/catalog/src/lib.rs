@@ -17,10 +17,13 @@
 //!   decide, append with the expected revision, retry on conflict.
 //! - [`projections`]: the `catalog` read model, searchable by keyword and
 //!   region (a service eligible for a region serves everything inside it).
+//! - [`graphql`]: the GraphQL module the gateway merges in (search,
+//!   publish, update, withdraw).
 
 pub mod commands;
 pub mod error;
 pub mod events;
+pub mod graphql;
 pub mod handler;
 pub mod projections;
 pub mod service;
