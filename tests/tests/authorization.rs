@@ -104,8 +104,10 @@ async fn every_role_sees_exactly_the_fields_it_may() -> anyhow::Result<()> {
                            [F,     F,     F,     F,     F,     F,     F,     A,     A]),
         (r#"{ riskAreas { area } }"#.into(),
                            [A,     A,     A,     A,     A,     A,     A,     A,     A]),
+        // Officials record evidence only about people of their region;
+        // departments report travel and dwell, not test results.
         (r#"mutation($id: ID!) { recordTestResult(personId: $id, kind: NUCLEIC_ACID, result: NEGATIVE, lab: "x") { position } }"#.into(),
-                           [F,     F,     F,     A,     A,     A,     A,     F,     A]),
+                           [F,     F,     F,     A,     A,     F,     F,     F,     A]),
         (r#"mutation { declareRiskArea(area: "110106018", level: HIGH) { position } }"#.into(),
                            [F,     F,     F,     F,     A,     F,     F,     F,     F]),
         ("mutation { reevaluateAll { position } }".into(),

@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use time::{Date, Duration, OffsetDateTime};
-use tongban_kernel::{china_date, ActorId, DivisionCode, DivisionLevel, EventId, PersonId, Role};
+use tongban_kernel::{
+    china_date, Actor, ActorId, DivisionCode, DivisionLevel, EventId, PersonId, Role,
+};
 use uuid::Uuid;
 
 use crate::context::DecisionContext;
@@ -591,8 +593,8 @@ fn normalise_evidence(
     })
 }
 
-fn may_record(role: &Role, person: PersonId, evidence: &Evidence) -> bool {
-    match role {
+fn may_record(actor: &Actor, state: &PersonState, person: PersonId, evidence: &Evidence) -> bool {
+    match &actor.role {
         Role::Citizen { person: p } => {
             *p == person && matches!(evidence, Evidence::HealthDeclared { .. })
         }
@@ -608,7 +610,18 @@ fn may_record(role: &Role, person: PersonId, evidence: &Evidence) -> bool {
                 Evidence::TemperatureMeasured { .. } | Evidence::VenueVisited { .. }
             )
         }
-        Role::HealthOfficial { .. } | Role::Department { .. } | Role::Admin => true,
+        // Officials act within their region: the person must live there or
+        // be registered there.
+        Role::HealthOfficial { .. } => [state.residence, state.home_region]
+            .into_iter()
+            .flatten()
+            .any(|area| actor.has_health_authority_over(&area)),
+        // Transport and telecom departments report travel and dwell only.
+        Role::Department { .. } => matches!(
+            evidence,
+            Evidence::TravelRecorded { .. } | Evidence::DwellReported { .. }
+        ),
+        Role::Admin => true,
         Role::Auditor => false,
     }
 }
@@ -733,7 +746,7 @@ pub fn decide(
             evidence,
             ext,
         } => {
-            if !may_record(&ctx.actor.role, person_id, evidence) {
+            if !may_record(ctx.actor, state, person_id, evidence) {
                 return Err(HealthCodeError::Forbidden(format!(
                     "a {} may not record {}",
                     ctx.actor.role_name(),

@@ -16,6 +16,7 @@ use tongban_health_code::policy::{
 use tongban_health_code::risk::{decide as decide_risk, RiskAreaCommand, RiskAreaState};
 use tongban_health_code::types::{Colour, RiskLevel, Temperature, TestResult, TravelMode};
 use tongban_health_code::HealthCodeError;
+use tongban_kernel::{Actor, ActorId, Role};
 use tongban_kernel::{DivisionError, EventId, PersonId};
 use uuid::Uuid;
 
@@ -190,6 +191,44 @@ fn an_official_of_another_region_cannot_move_a_residence() {
         .when(PersonCommand::ChangeResidence {
             to: code(HUAXIANG_COMMUNITY),
         })
+        .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
+}
+
+#[test]
+fn an_official_records_evidence_only_about_people_of_their_region() {
+    scenario()
+        .given([registered(), green_in(BEIJING)])
+        .by(shanghai_official())
+        .when(record(
+            1,
+            EvidenceSource::Hospital,
+            T0,
+            Evidence::DiagnosisConfirmed {
+                case_ref: "SH-1".into(),
+            },
+        ))
+        .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
+}
+
+#[test]
+fn a_department_reports_travel_but_not_diagnoses() {
+    let transport = Actor {
+        id: ActorId::from_u128(0xDE),
+        role: Role::Department {
+            name: "transport".into(),
+        },
+    };
+    scenario()
+        .given([registered(), green_in(BEIJING)])
+        .by(transport)
+        .when(record(
+            1,
+            EvidenceSource::Hospital,
+            T0,
+            Evidence::DiagnosisConfirmed {
+                case_ref: "BJ-9".into(),
+            },
+        ))
         .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
 }
 
