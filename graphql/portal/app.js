@@ -297,6 +297,14 @@
       cited = events.filter((ev) => ev.type === "EvidenceRecorded.v1" && ev.evidence && kinds.includes(ev.evidence.kind) &&
         new Date(ev.meta.occurred_at).getTime() <= limit).slice(-5);
     }
+    // An official's correction: its reason, legal basis and end.
+    if (c.reason === "OFFICIAL_OVERRIDE") {
+      const limit = (at ? new Date(at) : new Date(Date.now() + 3600e3)).getTime();
+      const o = events.filter((ev) => ev.type === "ColourOverridden.v1" && new Date(ev.at).getTime() <= limit).pop();
+      if (o) {
+        box.append(h("p", { class: "override" }, t("override.why", { reason: o.reason, basis: o.legal_basis, until: when(o.expires_at) })));
+      }
+    }
     box.append(h("h3", null, t("citizen.evidence")));
     box.append(cited.length ? h("ul", { class: "evidence" }, cited.map(describeEvidence)) : h("p", { class: "muted small" }, t("citizen.no_evidence")));
     return box;

@@ -119,8 +119,9 @@ window.TONGBAN_TEXT = {
   "reason.RISK_AREA_TRAVEL": ["您近 7 天内去过有中高风险地区的区县。", "You travelled to a county with a medium- or high-risk area in the last 7 days."],
   "reason.RISK_AREA_DWELL": ["您近 7 天内在有中高风险地区的区县停留超过 4 小时。", "You stayed 4 hours or more in a county with a medium- or high-risk area in the last 7 days."],
   "reason.DECLARED_FEVER_OR_SYMPTOMS": ["您申报了发热或症状。", "You declared a fever or symptoms."],
-  "reason.OVERRIDE": ["卫健官员人工更正了颜色。", "A health official corrected the colour by hand."],
+  "reason.OFFICIAL_OVERRIDE": ["卫健官员经复核人工更正了颜色（例如申诉成立）。", "A health official corrected the colour after a review (for example, an upheld appeal)."],
 
+  "override.why": ["更正理由：{reason}（依据：{basis}），有效至 {until}。", "Reason: {reason} (legal basis: {basis}), until {until}."],
   "ev.diagnosis_confirmed": ["确诊（病例编号 {case_ref}）", "Diagnosis confirmed (case {case_ref})"],
   "ev.diagnosis_cleared": ["解除诊断", "Diagnosis cleared"],
   "ev.close_contact_identified": ["密切接触者（病例 {case_ref}，接触日期 {exposure_date}）", "Close contact (case {case_ref}, exposed on {exposure_date})"],

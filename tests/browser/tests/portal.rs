@@ -207,6 +207,10 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
     citizen
         .wait_for("#appeals li[data-status=overridden]", 60)
         .await?;
+    let why = citizen
+        .text("#why .explain[data-reason=OFFICIAL_OVERRIDE]")
+        .await?;
+    assert!(why.contains("Telco dwell was a transit"), "{why}");
     citizen.screenshot("8-corrected").await?;
 
     // The citizen sees that the auditor read their data.
