@@ -72,6 +72,9 @@ impl Seeded {
         lab.name = Some("Fengtai CDC laboratory".into());
         let mut dept = claims("department", "dept-transport".into());
         dept.name = Some("Beijing Municipal Commission of Transport".into());
+        let mut civil = claims("department", "official-civil-affairs-fengtai".into());
+        civil.name = Some("civil-affairs".into());
+        civil.region = Some(FENGTAI.into());
         vec![
             (
                 "citizen (Huaxiang, exposed)",
@@ -89,6 +92,7 @@ impl Seeded {
             ("health_official (Beijing)", bj),
             ("health_official (Fengtai)", ft),
             ("department", dept),
+            ("department official (civil affairs, Fengtai)", civil),
             ("auditor", claims("auditor", "auditor-1".into())),
             ("admin", claims("admin", "admin-1".into())),
         ]
@@ -417,6 +421,7 @@ pub async fn seed(node: &Node, clock: &Arc<NodeClock>, persons: usize) -> anyhow
             .await
             .map_err(|e| anyhow!("re-evaluation: {e}"))?;
     }
+    publish_services(node, beijing).await?;
     node.runner
         .wait_for_head(std::time::Duration::from_secs(600))
         .await
@@ -433,4 +438,41 @@ pub async fn seed(node: &Node, clock: &Arc<NodeClock>, persons: usize) -> anyhow
     std::fs::write(&path, roles)
         .with_context(|| format!("failed to write the demo roles to {}", path.display()))?;
     Ok(seeded)
+}
+
+/// Publishes the three government services beside the health code
+/// (work-resumption permit, elderly-care subsidy, change of residence
+/// community) for the whole city, as the platform's admin. Already
+/// published (a second demo on the same data) is fine.
+async fn publish_services(node: &Node, city: DivisionCode) -> anyhow::Result<()> {
+    use tongban_cases::standard;
+    let admin = Actor {
+        id: ActorId::from_u128(0xad),
+        role: Role::Admin,
+    };
+    let regions = [city];
+    for definition in [
+        standard::work_resumption_permit(&regions),
+        standard::elderly_care_subsidy(&regions),
+        standard::residence_community_change(&regions),
+    ] {
+        let definition = definition.map_err(|e| anyhow!("service definition: {e}"))?;
+        let code = definition.code.clone();
+        match node
+            .catalog
+            .commands
+            .execute(
+                &admin,
+                tongban_catalog::CatalogCommand::PublishService(definition),
+            )
+            .await
+        {
+            Ok(_) | Err(tongban_catalog::CatalogError::AlreadyPublished(_)) => {}
+            Err(e) => return Err(anyhow!("publishing {code}: {e}")),
+        }
+    }
+    println!(
+        "Catalogue: work-resumption permit, elderly-care subsidy and residence change published"
+    );
+    Ok(())
 }
