@@ -462,6 +462,10 @@
     appeals { appealId region colour reason status filedAt decision }
     history } }`;
 
+  // The last code shown, reused when the page is drawn again (another
+  // language, back from another page) while it is still valid.
+  let lastCode = null;
+
   async function citizenPage(gen) {
     main.append(h("h1", null, t("citizen.title")));
     const body = h("div", { class: "grid two", id: "citizen" }, loading());
@@ -490,6 +494,7 @@
       try {
         const d = await gql("mutation { generateCode { codeId colour region expiresAt text svg position } }");
         code = d.generateCode;
+        lastCode = { owner: me.id, code };
         drawCode();
       } catch (e) {
         clear(codeCard).append(errorBox(e, refreshCode));
@@ -640,7 +645,9 @@
     drawCode();
     drawAll();
     onLeave(() => clearInterval(tick), gen);
-    await refreshCode();
+    const reusable = lastCode && lastCode.owner === me.id && lastCode.code.colour === (person.colour && person.colour.colour) &&
+      new Date(lastCode.code.expiresAt).getTime() - Date.now() > 60000;
+    if (reusable) { code = lastCode.code; drawCode(); } else await refreshCode();
     if (gen !== generation) return;
 
     // Colour changes arrive live: history first, then new ones.
