@@ -1016,11 +1016,51 @@
       field("audit-person", t("auditor.person_id"), h("input", { required: true, value: initial, autocomplete: "off", spellcheck: "false" })),
       field("audit-purpose", t("auditor.purpose"), h("input", { required: true, value: lang === "zh" ? "审计" : "audit" })),
       h("div", { class: "actions" }, h("button", { type: "submit", id: "audit-go" }, t("auditor.load"))), status,
-      h("h3", null, t("auditor.stream")), h("p", { class: "na small" }, t("auditor.stream_na")));
+      h("p", { class: "na small" }, t("auditor.stream_na")));
     const result = h("div", { class: "span2 grid two", id: "audit-result" });
+    // A checkpoint's stream: its scan log, paged.
+    const cpStatus = h("div", { "aria-live": "polite" });
+    const cpForm = h("form", { id: "audit-checkpoint-form" },
+      field("audit-checkpoint", t("auditor.checkpoint_id"), h("input", { required: true, autocomplete: "off", spellcheck: "false" })),
+      h("div", { class: "actions" }, h("button", { type: "submit" }, t("auditor.load"))), cpStatus);
+    submitting(cpForm, cpStatus, async () => {
+      const id = cpForm.querySelector("#audit-checkpoint").value.trim();
+      const d = await gql(`query($id: ID!) { checkpoint(id: $id) { id name place admission
+          scans(limit: 500) { scanId codeId colour admitted reason temperature at position } } }`, { id });
+      if (!d.checkpoint) throw new ApiError("NOT_FOUND", id);
+      showCheckpoint(d.checkpoint);
+      return "";
+    });
+    function showCheckpoint(cp) {
+      clear(result);
+      const scans = cp.scans;
+      const pageSize = 10;
+      let page = 0;
+      const table = h("div", { class: "table-wrap" });
+      const pager = h("div", { class: "pager" });
+      function drawPage() {
+        const n = Math.max(1, Math.ceil(scans.length / pageSize));
+        clear(table).append(h("table", null,
+          h("thead", null, h("tr", null, ["#", t("citizen.when"), "", "", t("auditor.code_id")].map((x) => h("th", null, x)))),
+          h("tbody", null, scans.slice(page * pageSize, page * pageSize + pageSize).map((x) => h("tr", null,
+            h("td", null, x.position), h("td", { class: "small" }, when(x.at)), h("td", null, pill(x.colour, colourName(x.colour))),
+            h("td", { class: "small" }, (x.admitted ? t("checkpoint.admitted") : t("checkpoint.denied")) + " · " + x.reason +
+              (x.temperature ? " · " + x.temperature + " °C" : "")),
+            h("td", { class: "mono small" }, x.codeId))))));
+        clear(pager).append(
+          h("button", { type: "button", class: "secondary", disabled: page === 0, onclick: () => { page -= 1; drawPage(); } }, t("auditor.prev")),
+          h("span", null, t("auditor.page", { p: page + 1, n })),
+          h("button", { type: "button", class: "secondary", disabled: page >= n - 1, onclick: () => { page += 1; drawPage(); } }, t("auditor.next")));
+      }
+      drawPage();
+      const c = card(t("auditor.checkpoint_scans", { name: cp.name }), h("p", { class: "small" }, h("span", { class: "mono" }, cp.id), " · ", placeName(cp.place)), table, pager);
+      c.classList.add("span2");
+      c.id = "checkpoint-scans";
+      result.append(c);
+    }
     const chainCard = card(t("auditor.chain"));
     chainCard.id = "chain";
-    grid.append(card(t("auditor.pick"), form), chainCard, result);
+    grid.append(card(t("auditor.pick"), form, h("h3", null, t("auditor.stream")), cpForm), chainCard, result);
 
     let head = null;
     async function loadHead() {

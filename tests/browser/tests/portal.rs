@@ -179,6 +179,14 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
         )
         .await?;
     auditor.screenshot("7-as-of").await?;
+    // The checkpoint's stream: the denied scan is in its log.
+    auditor.fill("#audit-checkpoint", &checkpoint_id).await?;
+    auditor
+        .click("#audit-checkpoint-form button[type=submit]")
+        .await?;
+    let row = auditor.text("#checkpoint-scans tbody tr").await?;
+    assert!(row.contains("COLOUR_NOT_ADMITTED"), "{row}");
+    auditor.screenshot("8-checkpoint-stream").await?;
 
     // 6. The citizen appeals; the official corrects the colour to green and
     //    the citizen's page follows live.
