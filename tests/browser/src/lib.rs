@@ -96,6 +96,7 @@ pub fn spawn_demo(persons: usize) -> anyhow::Result<App> {
             "--data",
         ])
         .arg(data.path())
+        .current_dir(workspace())
         .env_remove("TONGBAN_CONFIG")
         .output()
         .context("failed to run tongban demo")?;
@@ -112,6 +113,7 @@ fn spawn_on(data: tempfile::TempDir) -> anyhow::Result<App> {
     let mut child = Command::new(binary()?)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data.path())
+        .current_dir(workspace())
         .env_remove("TONGBAN_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -352,6 +354,37 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Browsers whose session was not closed (a failing test) would
+        // outlive chromedriver: end them by id, found by their own profile
+        // directory.
+        let profiles: Vec<String> = self
+            .profiles
+            .iter()
+            .map(|p| format!("--user-data-dir={}", p.path().display()))
+            .collect();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                    continue;
+                };
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                if cmdline
+                    .split('\0')
+                    .any(|arg| profiles.iter().any(|p| p == arg))
+                {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .status();
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
