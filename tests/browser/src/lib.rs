@@ -329,6 +329,10 @@ impl Driver {
             Value::Object(m) => m,
             _ => unreachable!(),
         };
+        // The workspace enables both of rustls' crypto providers (ring and
+        // aws-lc-rs), so rustls cannot pick one by itself: choose ring.
+        // (Only chromedriver on 127.0.0.1 is reached, over plain HTTP.)
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = ClientBuilder::rustls()?
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", self.port))
