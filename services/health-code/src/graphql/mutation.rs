@@ -234,6 +234,30 @@ fn ext(value: Option<Json<serde_json::Value>>) -> Result<Option<BizExt>> {
         .transpose()
 }
 
+/// Records one piece of evidence about a person and answers the mutation.
+async fn record(
+    ctx: &Context<'_>,
+    actor: &Actor,
+    person: PersonId,
+    meta: EvidenceMeta,
+    evidence: Evidence,
+) -> Result<CommandResult> {
+    let events = api(ctx)?
+        .service
+        .person(
+            actor,
+            person,
+            PersonCommand::RecordEvidence {
+                meta,
+                evidence,
+                ext: None,
+            },
+        )
+        .await
+        .map_err(domain)?;
+    done(ctx, &events, None).await
+}
+
 async fn done(
     ctx: &Context<'_>,
     events: &[HealthEvent],
@@ -548,20 +572,7 @@ impl HealthCodeMutation {
             occurred_at: sampled_at,
             recorded_by: actor.id,
         };
-        let events = api
-            .service
-            .person(
-                actor,
-                person,
-                PersonCommand::RecordEvidence {
-                    meta,
-                    evidence,
-                    ext: None,
-                },
-            )
-            .await
-            .map_err(domain)?;
-        done(ctx, &events, None).await
+        record(ctx, actor, person, meta, evidence).await
     }
 
     /// Records evidence from a hospital, contact tracing, a telco or
@@ -596,20 +607,7 @@ impl HealthCodeMutation {
             },
             recorded_by: actor.id,
         };
-        let events = api
-            .service
-            .person(
-                actor,
-                person,
-                PersonCommand::RecordEvidence {
-                    meta,
-                    evidence,
-                    ext: None,
-                },
-            )
-            .await
-            .map_err(domain)?;
-        done(ctx, &events, None).await
+        record(ctx, actor, person, meta, evidence).await
     }
 
     /// Declares a risk area (or changes its level).
