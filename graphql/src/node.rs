@@ -279,7 +279,7 @@ impl Node {
                 format!("failed to open the key vault {}", vault_path.display())
             })?);
         let service = Arc::new(HealthCodeService::new(
-            Arc::new(SharedStore(store.clone())),
+            Arc::new(store.clone()),
             clock.clone(),
             divisions.clone(),
             vault.clone(),
@@ -296,7 +296,7 @@ impl Node {
             .context("failed to install the region keys")?;
         tracing::info!(events = loaded, "health-code history loaded");
         let read_wait = Duration::from_millis(config.limits.read_wait_ms);
-        let shared = Arc::new(SharedStore(store.clone()));
+        let shared = Arc::new(store.clone());
         let catalog_service = Arc::new(CatalogService::new(
             shared.clone(),
             clock.clone(),

@@ -168,3 +168,100 @@ pub trait EventStore: Send + Sync + 'static {
     /// the first position whose stored hash does not match.
     async fn verify_chain(&self, range: PositionRange) -> Result<ChainReport, StoreError>;
 }
+
+/// An `Arc` of a store is a store: `Arc<dyn EventStore>` can be handed to
+/// anything generic over [`EventStore`] without a forwarding wrapper.
+#[async_trait]
+impl<S: EventStore + ?Sized> EventStore for std::sync::Arc<S> {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        (**self).append(stream, expected, events).await
+    }
+
+    async fn append_to_system_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        (**self)
+            .append_to_system_stream(stream, expected, events)
+            .await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: ReadFrom<u64>,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        (**self)
+            .read_stream(stream, direction, from, max_count)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        direction: Direction,
+        from: ReadFrom<Position>,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        (**self).read_all(direction, from, max_count, filter).await
+    }
+
+    fn subscribe_to_stream(&self, stream: &StreamName, from: SubscribeFrom<u64>) -> Subscription {
+        (**self).subscribe_to_stream(stream, from)
+    }
+
+    fn subscribe_to_all(&self, from: SubscribeFrom<Position>, filter: EventFilter) -> Subscription {
+        (**self).subscribe_to_all(from, filter)
+    }
+
+    async fn get_stream_metadata(
+        &self,
+        stream: &StreamName,
+    ) -> Result<StreamMetadataResult, StoreError> {
+        (**self).get_stream_metadata(stream).await
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+        metadata: StreamMetadata,
+    ) -> Result<AppendResult, StoreError> {
+        (**self)
+            .set_stream_metadata(stream, expected, metadata)
+            .await
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<Position, StoreError> {
+        (**self).delete_stream(stream, expected).await
+    }
+
+    async fn tombstone_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedRevision,
+    ) -> Result<Position, StoreError> {
+        (**self).tombstone_stream(stream, expected).await
+    }
+
+    async fn head(&self) -> Result<Option<Head>, StoreError> {
+        (**self).head().await
+    }
+
+    async fn verify_chain(&self, range: PositionRange) -> Result<ChainReport, StoreError> {
+        (**self).verify_chain(range).await
+    }
+}
