@@ -344,6 +344,7 @@
 
   const ROLE_PAGE = { citizen: "citizen", checkpoint: "checkpoint", health_official: "official", auditor: "auditor", admin: "auditor" };
   const PAGE_ROLES = { citizen: ["citizen"], checkpoint: ["checkpoint"], official: ["health_official"], auditor: ["auditor", "admin"] };
+  const PAGES = { citizen: citizenPage, checkpoint: checkpointPage, official: officialPage, auditor: auditorPage };
 
   function renderNav(page) {
     const nav = clear(document.getElementById("nav"));
@@ -402,8 +403,7 @@
       return;
     }
     document.title = t("nav." + page) + " · 通办 Tongban";
-    const pages = { citizen: citizenPage, checkpoint: checkpointPage, official: officialPage, auditor: auditorPage };
-    await pages[page](gen);
+    await PAGES[page](gen);
   }
 
   // ------------------------------------------------------------- sign-in
@@ -1138,6 +1138,24 @@
     if (initial) form.requestSubmit();
   }
 
+  // ------------------------------------------------------- other domains
+  // Pages of other government services live in their own files (loaded after
+  // this one, before the first render) and register here: the same sign-in,
+  // navigation, API client, live connection and text as every page.
+  window.TongbanPortal = {
+    // `roles`: who may open the page; `home`: roles whose start page it is.
+    register(page, { roles, home, render: fn, text }) {
+      PAGE_ROLES[page] = roles;
+      PAGES[page] = fn;
+      for (const r of home || []) ROLE_PAGE[r] = page;
+      if (text) Object.assign(TEXT, text);
+    },
+    h, clear, card, field, pill, loading, errorBox, submitting, t, when, colourName, roleName,
+    gql, live, onLeave, ApiError,
+    me() { return me; },
+    lang() { return lang; },
+  };
+
   // ------------------------------------------------------------------ boot
   document.getElementById("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";
@@ -1148,5 +1166,7 @@
   window.addEventListener("hashchange", () => { render(); main.focus({ preventScroll: true }); });
   // An expiring token is noticed without waiting for the next request.
   setInterval(() => { if (token && expired() && banner.hidden) showAuthProblem(t("err.expired")); }, 5000);
-  render();
+  // Deferred scripts have all run (and registered their pages) by now.
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", render);
+  else render();
 })();
