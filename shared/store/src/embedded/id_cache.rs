@@ -8,6 +8,7 @@
 //! of the on-disk B-trees keeps random page writes out of every commit.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use redb::ReadableDatabase;
 
@@ -18,8 +19,68 @@ use crate::error::StoreError;
 /// How many recent event ids are remembered.
 pub const RECENT_IDS: usize = 1 << 18;
 
+/// Hashes event ids with one keyed multiply: ids are 128 bits already, and
+/// SipHash over every id was a noticeable share of the writer's time. The
+/// keys are random per process, so ids cannot be chosen to collide.
+#[derive(Clone)]
+pub(crate) struct IdHashState {
+    keys: [u64; 2],
+}
+
+impl IdHashState {
+    fn new() -> Self {
+        let random = RandomState::new();
+        Self {
+            keys: [random.hash_one(1u8) | 1, random.hash_one(2u8)],
+        }
+    }
+}
+
+impl BuildHasher for IdHashState {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            keys: self.keys,
+            state: 0,
+        }
+    }
+}
+
+pub(crate) struct IdHasher {
+    keys: [u64; 2],
+    state: u64,
+}
+
+impl IdHasher {
+    fn mix(&mut self, word: u128) {
+        let lo = (word as u64) ^ self.keys[0] ^ self.state;
+        let hi = ((word >> 64) as u64) ^ self.keys[1];
+        let product = u128::from(lo).wrapping_mul(u128::from(hi));
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(16) {
+            let mut word = [0u8; 16];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u128::from_le_bytes(word));
+        }
+    }
+
+    fn write_u128(&mut self, id: u128) {
+        self.mix(id);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
 pub(crate) struct IdCache {
-    positions: HashMap<u128, u64>,
+    positions: HashMap<u128, u64, IdHashState>,
     order: VecDeque<u128>,
     capacity: usize,
 }
@@ -27,7 +88,7 @@ pub(crate) struct IdCache {
 impl IdCache {
     pub fn new(capacity: usize) -> Self {
         Self {
-            positions: HashMap::new(),
+            positions: HashMap::with_hasher(IdHashState::new()),
             order: VecDeque::new(),
             capacity,
         }
@@ -89,5 +150,15 @@ mod tests {
         assert_eq!(cache.get(1), None);
         assert_eq!(cache.get(2), Some(20));
         assert_eq!(cache.get(3), Some(30));
+    }
+
+    #[test]
+    fn ids_that_differ_in_one_half_hash_apart() {
+        let state = IdHashState::new();
+        let a = state.hash_one(1u128);
+        let b = state.hash_one(1u128 << 64);
+        let c = state.hash_one(2u128);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
     }
 }

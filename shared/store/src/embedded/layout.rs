@@ -4,23 +4,41 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | name | format marker and version |
-//! | `events` | global position | the event ([`StoredEvent`], postcard) |
+//! | `events` | global position | the event ([`StoredEvent`], see below) |
 //! | `streams` | stream name | [`StreamState`] (postcard) |
-//! | `stream_index` | (stream name, revision) | global position |
+//! | `stream_runs` | (stream name, first revision) | (first position, count) |
+//!
+//! The events of one append take consecutive revisions of their stream and
+//! consecutive positions of the log, so the stream index holds one *run*
+//! per append rather than one entry per event: revision `first + i` is at
+//! position `position + i` for `i < count`.
+//!
+//! A stored event is a fixed header with the fields that depend on where
+//! the event lands in the log, followed by its *body*, which does not, so
+//! the appending task encodes the body before the writer thread sees it:
+//!
+//! ```text
+//! revision (u64 LE) | recorded_at (i64 LE, µs) | hash (32)
+//!   | id (16) | len(stream) | len(type) | len(data) | len(metadata)   (u32 LE each)
+//!   | stream | type | data | metadata
+//! ```
+//!
+//! Format version 1 (postcard events, one index entry per event) is refused
+//! with [`StoreError::UnsupportedFormat`].
 
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{ChainHash, ChainLink};
 use crate::error::StoreError;
-use crate::event::{time_of_micros, Position, RecordedEvent};
+use crate::event::{time_of_micros, EventData, Position, RecordedEvent};
 use crate::metadata::StreamMetadata;
 use crate::stream_name::StreamName;
 
 pub const FILE_NAME: &str = "events.redb";
 /// Written into `meta` under [`FORMAT_KEY`]; anything else is not a store.
 pub const FORMAT_MARKER: &[u8] = b"tongban-event-store";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const FORMAT_KEY: &str = "format";
 pub const VERSION_KEY: &str = "version";
 /// The first bytes of every redb file.
@@ -29,36 +47,180 @@ pub const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D,
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 pub const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
-pub const STREAM_INDEX: TableDefinition<(&str, u64), u64> = TableDefinition::new("stream_index");
+/// (stream, first revision) → (first position, number of events).
+pub const STREAM_RUNS: TableDefinition<(&str, u64), (u64, u64)> =
+    TableDefinition::new("stream_runs");
+
+/// Bytes of the position-dependent header of a stored event.
+pub const HEADER_LEN: usize = 8 + 8 + 32;
+/// Bytes of the fixed part of a body: the id and four lengths.
+const BODY_FIXED_LEN: usize = 16 + 4 * 4;
 
 /// An event as stored under its position, borrowing from the page it was
 /// read from.
-#[derive(Serialize, Deserialize)]
 pub struct StoredEvent<'a> {
     pub stream: &'a str,
     pub revision: u64,
     pub id: [u8; 16],
     pub event_type: &'a str,
-    #[serde(with = "serde_bytes", borrow)]
     pub data: &'a [u8],
-    #[serde(with = "serde_bytes", borrow)]
     pub metadata: &'a [u8],
     pub recorded_at_micros: i64,
     pub hash: [u8; 32],
 }
 
-impl<'a> StoredEvent<'a> {
-    pub fn decode(position: u64, bytes: &'a [u8]) -> Result<Self, StoreError> {
-        postcard::from_bytes(bytes).map_err(|e| StoreError::Corruption {
-            position: Position(position),
-            reason: format!("the stored event cannot be decoded: {e}"),
+fn corrupt(position: u64, reason: impl Into<String>) -> StoreError {
+    StoreError::Corruption {
+        position: Position(position),
+        reason: reason.into(),
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let b = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes(<[u8; 4]>::try_from(b).ok()?) as usize)
+}
+
+fn len32(len: usize, field: &str) -> Result<[u8; 4], StoreError> {
+    u32::try_from(len)
+        .map(u32::to_le_bytes)
+        .map_err(|_| StoreError::InvalidInput {
+            field: field.into(),
+            rule: "must stay under 4 GiB".into(),
+        })
+}
+
+/// The fields of an event body, borrowed from its encoding.
+pub struct Body<'a> {
+    pub id: [u8; 16],
+    pub stream: &'a str,
+    pub event_type: &'a str,
+    pub data: &'a [u8],
+    pub metadata: &'a [u8],
+}
+
+impl<'a> Body<'a> {
+    /// Splits an encoded body into its fields; `None` if it is malformed.
+    pub fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let id = <[u8; 16]>::try_from(bytes.get(..16)?).ok()?;
+        let stream_len = u32_at(bytes, 16)?;
+        let type_len = u32_at(bytes, 20)?;
+        let data_len = u32_at(bytes, 24)?;
+        let metadata_len = u32_at(bytes, 28)?;
+        let rest = bytes.get(BODY_FIXED_LEN..)?;
+        let (stream, rest) = rest.split_at_checked(stream_len)?;
+        let (event_type, rest) = rest.split_at_checked(type_len)?;
+        let (data, rest) = rest.split_at_checked(data_len)?;
+        if rest.len() != metadata_len {
+            return None;
+        }
+        Some(Self {
+            id,
+            stream: std::str::from_utf8(stream).ok()?,
+            event_type: std::str::from_utf8(event_type).ok()?,
+            data,
+            metadata: rest,
         })
     }
 
-    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        postcard::to_stdvec(self).map_err(|e| StoreError::InvalidInput {
-            field: "event".into(),
-            rule: format!("cannot be encoded: {e}"),
+    /// The chain link of this body at its place in the log.
+    pub fn link(&self, position: u64, revision: u64, recorded_at_micros: i64) -> ChainLink<'_> {
+        ChainLink {
+            position: Position(position),
+            stream: self.stream,
+            revision,
+            id: &self.id,
+            event_type: self.event_type,
+            data: self.data,
+            metadata: self.metadata,
+            recorded_at_micros,
+        }
+    }
+}
+
+/// The bodies of the events of one append, encoded by the appending task
+/// so that the writer thread only adds the header.
+pub(crate) struct EncodedEvents {
+    bytes: Vec<u8>,
+    /// Where each body ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl EncodedEvents {
+    pub fn encode(stream: &str, events: &[EventData]) -> Result<Self, StoreError> {
+        let total = events
+            .iter()
+            .map(|e| BODY_FIXED_LEN + stream.len() + e.size())
+            .sum();
+        let mut bytes = Vec::with_capacity(total);
+        let mut ends = Vec::with_capacity(events.len());
+        for event in events {
+            bytes.extend_from_slice(event.id.as_bytes());
+            bytes.extend_from_slice(&len32(stream.len(), "stream")?);
+            bytes.extend_from_slice(&len32(event.event_type.len(), "event_type")?);
+            bytes.extend_from_slice(&len32(event.data.len(), "data")?);
+            bytes.extend_from_slice(&len32(event.metadata.len(), "metadata")?);
+            bytes.extend_from_slice(stream.as_bytes());
+            bytes.extend_from_slice(event.event_type.as_bytes());
+            bytes.extend_from_slice(&event.data);
+            bytes.extend_from_slice(&event.metadata);
+            ends.push(bytes.len());
+        }
+        Ok(Self { bytes, ends })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Bytes of all bodies together.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Each encoded body, in order.
+    pub fn bodies(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
+
+    /// The ids of the events, in order.
+    pub fn ids(&self) -> impl Iterator<Item = [u8; 16]> + '_ {
+        self.bodies()
+            .map(|body| <[u8; 16]>::try_from(&body[..16]).unwrap_or_default())
+    }
+}
+
+/// Writes the header of a stored event; the body follows it.
+pub fn encode_header(revision: u64, recorded_at_micros: i64, hash: &ChainHash) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(&revision.to_le_bytes());
+    header[8..16].copy_from_slice(&recorded_at_micros.to_le_bytes());
+    header[16..].copy_from_slice(&hash.0);
+    header
+}
+
+impl<'a> StoredEvent<'a> {
+    pub fn decode(position: u64, bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let (header, body) = bytes
+            .split_at_checked(HEADER_LEN)
+            .ok_or_else(|| corrupt(position, "the stored event is shorter than its header"))?;
+        let revision = u64::from_le_bytes(header[..8].try_into().unwrap_or_default());
+        let recorded_at_micros = i64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+        let hash = <[u8; 32]>::try_from(&header[16..]).unwrap_or_default();
+        let body = Body::parse(body)
+            .ok_or_else(|| corrupt(position, "the stored event's body cannot be decoded"))?;
+        Ok(Self {
+            stream: body.stream,
+            revision,
+            id: body.id,
+            event_type: body.event_type,
+            data: body.data,
+            metadata: body.metadata,
+            recorded_at_micros,
+            hash,
         })
     }
 

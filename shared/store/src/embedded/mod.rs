@@ -6,9 +6,11 @@
 //! - [`read`]: stream and `$all` reads, chain verification.
 //! - [`subscription`]: catch-up subscriptions.
 //!
-//! Durability: every commit is `Durability::Immediate` (redb fsyncs before
-//! `commit` returns), and an append is answered only after its commit.
-//! Readers use MVCC read transactions and never block the writer.
+//! Durability: an append is answered only once the write-ahead log holding
+//! it is synced (see [`wal`] and [`syncer`]); redb commits without syncing
+//! and is checkpointed durably when quiet. Readers use MVCC read
+//! transactions, see nothing past the durable head, and never block the
+//! writer.
 
 mod id_cache;
 pub mod layout;
@@ -37,6 +39,7 @@ use crate::filter::EventFilter;
 use crate::metadata::{StreamMetadata, StreamMetadataResult};
 use crate::store::{Direction, EventStore, PositionRange, ReadFrom, SubscribeFrom, Subscription};
 use crate::stream_name::StreamName;
+use layout::EncodedEvents;
 use layout::{StoredEvent, EVENTS, FORMAT_KEY, FORMAT_MARKER, FORMAT_VERSION, META, VERSION_KEY};
 use writer::{Cursor, WriteOp, WriteRequest};
 
@@ -291,7 +294,7 @@ fn create_new(path: &Path) -> Result<Database, StoreError> {
             .map_err(storage_error("creating tables"))?;
         txn.open_table(layout::STREAMS)
             .map_err(storage_error("creating tables"))?;
-        txn.open_table(layout::STREAM_INDEX)
+        txn.open_table(layout::STREAM_RUNS)
             .map_err(storage_error("creating tables"))?;
     }
     txn.commit()
@@ -338,6 +341,8 @@ impl EventStore for EmbeddedStore {
     ) -> Result<AppendResult, StoreError> {
         stream.ensure_writable()?;
         validate_events(&events)?;
+        // Encoded here, in the appending task, so the writer thread does not.
+        let events = EncodedEvents::encode(stream.as_str(), &events)?;
         self.write(WriteOp::Append {
             stream: stream.clone(),
             expected,
@@ -355,6 +360,7 @@ impl EventStore for EmbeddedStore {
     ) -> Result<AppendResult, StoreError> {
         stream.ensure_system()?;
         validate_events(&events)?;
+        let events = EncodedEvents::encode(stream.as_str(), &events)?;
         self.write(WriteOp::Append {
             stream: stream.clone(),
             expected,

@@ -4,7 +4,7 @@
 use redb::ReadTransaction;
 use time::OffsetDateTime;
 
-use super::layout::{StoredEvent, StreamState, EVENTS, STREAMS, STREAM_INDEX};
+use super::layout::{StoredEvent, StreamState, EVENTS, STREAMS, STREAM_RUNS};
 use super::storage_error;
 use crate::chain::{ChainHash, ChainReport};
 use crate::error::StoreError;
@@ -109,19 +109,14 @@ pub(crate) fn read_stream(
     if lo > hi || max_count == 0 {
         return Ok(Vec::new());
     }
-    let index = txn
-        .open_table(STREAM_INDEX)
+    let runs = txn
+        .open_table(STREAM_RUNS)
         .map_err(storage_error("opening the stream index"))?;
     let events = txn
         .open_table(EVENTS)
         .map_err(storage_error("opening the events table"))?;
-    let range = index
-        .range((stream.as_str(), lo)..=(stream.as_str(), hi))
-        .map_err(storage_error("reading the stream index"))?;
     let mut out = Vec::with_capacity(max_count.min(1024));
-    let mut push = |entry: IndexEntry<'_>| -> Result<bool, StoreError> {
-        let (_, position) = entry.map_err(storage_error("reading the stream index"))?;
-        let position = position.value();
+    for_each_position(&runs, stream, lo, hi, direction, |_, position| {
         if !horizon.shows(position) {
             // Committed but not yet durable: not there for readers yet.
             return Ok(direction == Direction::Backwards);
@@ -138,35 +133,96 @@ pub(crate) fn read_stream(
             .not_before_micros
             .is_some_and(|t| stored.recorded_at_micros < t)
         {
+            // Older events only get older: backwards, once one is past max
+            // age, stop.
             return Ok(direction == Direction::Forwards);
         }
         out.push(stored.to_recorded(position)?);
         Ok(out.len() < max_count)
+    })?;
+    Ok(out)
+}
+
+pub(crate) type RunsTable = redb::ReadOnlyTable<(&'static str, u64), (u64, u64)>;
+
+/// Calls `visit(revision, position)` for the revisions `lo..=hi` of `stream`
+/// that exist, in `direction`, until it returns false.
+pub(crate) fn for_each_position(
+    runs: &RunsTable,
+    stream: &StreamName,
+    lo: u64,
+    hi: u64,
+    direction: Direction,
+    mut visit: impl FnMut(u64, u64) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let read = storage_error("reading the stream index");
+    let name = stream.as_str();
+    if lo > hi {
+        return Ok(());
+    }
+    // The run holding `lo` may start before it.
+    let start = match runs
+        .range((name, 0)..=(name, lo))
+        .map_err(&read)?
+        .next_back()
+    {
+        Some(entry) => entry.map_err(&read)?.0.value().1,
+        None => lo,
+    };
+    let range = runs.range((name, start)..=(name, hi)).map_err(&read)?;
+    let mut each_run = |entry: RunEntry<'_>| -> Result<bool, StoreError> {
+        let (key, value) = entry.map_err(&read)?;
+        let first_revision = key.value().1;
+        let (first_position, count) = value.value();
+        let Some(last_revision) = (first_revision + count).checked_sub(1) else {
+            return Ok(true);
+        };
+        let (from, to) = (first_revision.max(lo), last_revision.min(hi));
+        if from > to {
+            return Ok(true);
+        }
+        let position = |revision: u64| first_position + (revision - first_revision);
+        match direction {
+            Direction::Forwards => {
+                for revision in from..=to {
+                    if !visit(revision, position(revision))? {
+                        return Ok(false);
+                    }
+                }
+            }
+            Direction::Backwards => {
+                for revision in (from..=to).rev() {
+                    if !visit(revision, position(revision))? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
     };
     match direction {
         Direction::Forwards => {
             for entry in range {
-                if !push(entry)? {
+                if !each_run(entry)? {
                     break;
                 }
             }
         }
         Direction::Backwards => {
             for entry in range.rev() {
-                // Older events only get older: once one is past max age, stop.
-                if !push(entry)? {
+                if !each_run(entry)? {
                     break;
                 }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-type IndexEntry<'a> = Result<
+type RunEntry<'a> = Result<
     (
         redb::AccessGuard<'a, (&'static str, u64)>,
-        redb::AccessGuard<'a, u64>,
+        redb::AccessGuard<'a, (u64, u64)>,
     ),
     redb::StorageError,
 >;

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::watch;
 
-use super::layout::{StoredEvent, EVENTS, STREAM_INDEX};
-use super::read::{scan_all, stream_state, Horizon};
+use super::layout::{StoredEvent, EVENTS, STREAM_RUNS};
+use super::read::{for_each_position, scan_all, stream_state, Horizon};
 use super::storage_error;
 use crate::chain::Head;
 use crate::error::StoreError;
@@ -211,31 +211,36 @@ fn read_stream_raw(
     max: usize,
     horizon: Horizon,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let index = txn
-        .open_table(STREAM_INDEX)
+    let runs = txn
+        .open_table(STREAM_RUNS)
         .map_err(storage_error("opening the stream index"))?;
     let events = txn
         .open_table(EVENTS)
         .map_err(storage_error("opening the events table"))?;
     let mut out = Vec::new();
-    for entry in index
-        .range((stream.as_str(), from)..=(stream.as_str(), u64::MAX))
-        .map_err(storage_error("reading the stream index"))?
-        .take(max)
-    {
-        let (_, position) = entry.map_err(storage_error("reading the stream index"))?;
-        let position = position.value();
-        if !horizon.shows(position) {
-            break;
-        }
-        let bytes = events
-            .get(position)
-            .map_err(storage_error("reading an event"))?
-            .ok_or_else(|| StoreError::Corruption {
-                position: Position(position),
-                reason: format!("stream '{stream}' indexes an event that is missing"),
-            })?;
-        out.push(StoredEvent::decode(position, bytes.value())?.to_recorded(position)?);
+    if max == 0 {
+        return Ok(out);
     }
+    for_each_position(
+        &runs,
+        stream,
+        from,
+        u64::MAX,
+        Direction::Forwards,
+        |_, position| {
+            if !horizon.shows(position) {
+                return Ok(false);
+            }
+            let bytes = events
+                .get(position)
+                .map_err(storage_error("reading an event"))?
+                .ok_or_else(|| StoreError::Corruption {
+                    position: Position(position),
+                    reason: format!("stream '{stream}' indexes an event that is missing"),
+                })?;
+            out.push(StoredEvent::decode(position, bytes.value())?.to_recorded(position)?);
+            Ok(out.len() < max)
+        },
+    )?;
     Ok(out)
 }

@@ -10,18 +10,25 @@
 //!
 //! Record: `magic (4) | payload length (u32 LE) | CRC-32 of payload (u32 LE) |
 //! payload`, where the payload is a sequence of `position (u64 LE) | length
-//! (u32 LE) | stored event` entries. A torn or corrupt tail ends the replay:
+//! (u32 LE) | stored event` entries (see [`layout`](super::layout)). The
+//! magic names the format version: `TBW2`; a log of version 1 (`TBW1`) is
+//! refused rather than dropped. A torn or corrupt tail ends the replay:
 //! its append was never acknowledged.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::layout;
 use crate::error::StoreError;
 
 pub const FILE_NAME: &str = "events.wal";
-const MAGIC: &[u8; 4] = b"TBW1";
+const MAGIC: &[u8; 4] = b"TBW2";
+/// The log of format version 1, whose events this build cannot replay.
+const MAGIC_V1: &[u8; 4] = b"TBW1";
 const HEADER: usize = 12;
+/// Position and length in front of every entry.
+const ENTRY_HEADER: usize = 12;
 
 pub(crate) struct Wal {
     file: File,
@@ -36,12 +43,38 @@ pub(crate) struct WalBatch {
 }
 
 impl WalBatch {
+    #[cfg(test)]
     pub fn push(&mut self, position: u64, stored: &[u8]) {
         self.payload.extend_from_slice(&position.to_le_bytes());
         // Events are capped at 16 MiB plus a small header.
         let len = u32::try_from(stored.len()).unwrap_or(u32::MAX);
         self.payload.extend_from_slice(&len.to_le_bytes());
         self.payload.extend_from_slice(stored);
+    }
+
+    /// Makes room for `events` more events whose bodies take `body_bytes`.
+    pub fn reserve(&mut self, events: usize, body_bytes: usize) {
+        self.payload
+            .reserve(body_bytes + events * (ENTRY_HEADER + layout::HEADER_LEN));
+    }
+
+    /// Adds a stored event made of `header` and `body`, and returns it as
+    /// it now sits in the log, ready to go into the events table too.
+    pub fn push_event(
+        &mut self,
+        position: u64,
+        header: &[u8; layout::HEADER_LEN],
+        body: &[u8],
+    ) -> &[u8] {
+        let len = header.len() + body.len();
+        self.payload.extend_from_slice(&position.to_le_bytes());
+        // Events are capped at 16 MiB plus a small header.
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
+        self.payload.extend_from_slice(&len32.to_le_bytes());
+        let start = self.payload.len();
+        self.payload.extend_from_slice(header);
+        self.payload.extend_from_slice(body);
+        &self.payload[start..]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,6 +142,13 @@ impl Wal {
         let mut bytes = Vec::new();
         self.file.seek(SeekFrom::Start(0)).map_err(io)?;
         self.file.read_to_end(&mut bytes).map_err(io)?;
+        if bytes.starts_with(MAGIC_V1) {
+            return Err(StoreError::UnsupportedFormat {
+                path: self.path.clone(),
+                found: 1,
+                supported: layout::FORMAT_VERSION,
+            });
+        }
         let mut entries = Vec::new();
         let mut at = 0usize;
         while at + HEADER <= bytes.len() {

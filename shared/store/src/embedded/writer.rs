@@ -8,6 +8,7 @@
 //! syncs, new requests gather for the next commit, so durability does not cap
 //! throughput at the disk's sync rate.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
@@ -15,7 +16,9 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::id_cache::IdCache;
-use super::layout::{StoredEvent, StreamState, EVENTS, STREAMS, STREAM_INDEX};
+use super::layout::{
+    encode_header, Body, EncodedEvents, StoredEvent, StreamState, EVENTS, STREAMS, STREAM_RUNS,
+};
 use super::storage_error;
 use super::syncer::{Broken, SyncJob};
 use super::wal::WalBatch;
@@ -36,7 +39,8 @@ pub(crate) enum WriteOp {
     Append {
         stream: StreamName,
         expected: ExpectedRevision,
-        events: Vec<EventData>,
+        /// Encoded by the appending task (see [`EncodedEvents`]).
+        events: EncodedEvents,
     },
     SetMetadata {
         stream: StreamName,
@@ -56,7 +60,7 @@ pub(crate) enum WriteOp {
 impl WriteOp {
     fn size(&self) -> usize {
         match self {
-            WriteOp::Append { events, .. } => events.iter().map(EventData::size).sum(),
+            WriteOp::Append { events, .. } => events.byte_len(),
             _ => 256,
         }
     }
@@ -114,17 +118,13 @@ pub(crate) fn run(
             }
             continue;
         }
-        match commit_batch(&db, ops, cursor, &recent_ids) {
+        match commit_batch(&db, ops, cursor, &mut recent_ids) {
             Ok(Committed {
                 outcomes,
                 cursor: committed,
-                written_ids,
                 log,
             }) => {
                 cursor = committed;
-                for (id, position) in written_ids {
-                    recent_ids.insert(id, position);
-                }
                 let job = SyncJob {
                     log,
                     head: cursor.head(),
@@ -150,6 +150,10 @@ pub(crate) fn run(
     tracing::debug!("event store writer stopped");
 }
 
+/// Revisions of a stream at consecutive positions: (first revision, first
+/// position, count).
+type Run = (u64, u64, u64);
+
 /// Re-applies log entries that redb lost in a crash. Returns how many.
 pub(crate) fn replay(db: &Database, entries: Vec<(u64, Vec<u8>)>) -> Result<u64, StoreError> {
     let mut txn = db
@@ -165,8 +169,8 @@ pub(crate) fn replay(db: &Database, entries: Vec<(u64, Vec<u8>)>) -> Result<u64,
         let mut streams = txn
             .open_table(STREAMS)
             .map_err(storage_error("opening the streams table"))?;
-        let mut index = txn
-            .open_table(STREAM_INDEX)
+        let mut runs = txn
+            .open_table(STREAM_RUNS)
             .map_err(storage_error("opening the stream index"))?;
         let (mut next, mut previous) = match events
             .last()
@@ -178,6 +182,10 @@ pub(crate) fn replay(db: &Database, entries: Vec<(u64, Vec<u8>)>) -> Result<u64,
                 ChainHash(StoredEvent::decode(k.value(), v.value())?.hash),
             ),
         };
+        let write = storage_error("replaying the log");
+        // Per stream: its state, and the run of revisions being replayed
+        // (first revision, first position, count), written at the end.
+        let mut states: HashMap<String, (StreamState, Vec<Run>)> = HashMap::new();
         for (position, bytes) in entries {
             if position < next {
                 continue;
@@ -190,37 +198,62 @@ pub(crate) fn replay(db: &Database, entries: Vec<(u64, Vec<u8>)>) -> Result<u64,
                 );
                 break;
             }
-            let write = storage_error("replaying the log");
             events.insert(position, bytes.as_slice()).map_err(&write)?;
-            index
-                .insert((stored.stream, stored.revision), position)
-                .map_err(&write)?;
-            let mut state = match streams.get(stored.stream).map_err(&write)? {
-                Some(b) => StreamState::decode(stored.stream, b.value())?,
-                None => StreamState::default(),
+            let (state, stream_runs) = match states.get_mut(stored.stream) {
+                Some(entry) => entry,
+                None => {
+                    let state = match streams.get(stored.stream).map_err(&write)? {
+                        Some(b) => StreamState::decode(stored.stream, b.value())?,
+                        None => StreamState::default(),
+                    };
+                    states
+                        .entry(stored.stream.to_owned())
+                        .or_insert((state, Vec::new()))
+                }
             };
+            match stream_runs.last_mut() {
+                Some((first_revision, first_position, count))
+                    if *first_revision + *count == stored.revision
+                        && *first_position + *count == position =>
+                {
+                    *count += 1;
+                }
+                _ => stream_runs.push((stored.revision, position, 1)),
+            }
             state.last_revision = Some(stored.revision);
             if stored.event_type == TOMBSTONE_EVENT_TYPE {
                 state.tombstoned = true;
             }
-            streams
-                .insert(stored.stream, state.encode()?.as_slice())
-                .map_err(&write)?;
             if let (METADATA_EVENT_TYPE, Some(target)) =
                 (stored.event_type, stored.stream.strip_prefix("$$"))
             {
-                let mut target_state = match streams.get(target).map_err(&write)? {
-                    Some(b) => StreamState::decode(target, b.value())?,
-                    None => StreamState::default(),
+                let target_state = match states.get_mut(target) {
+                    Some((state, _)) => state,
+                    None => {
+                        let state = match streams.get(target).map_err(&write)? {
+                            Some(b) => StreamState::decode(target, b.value())?,
+                            None => StreamState::default(),
+                        };
+                        &mut states
+                            .entry(target.to_owned())
+                            .or_insert((state, Vec::new()))
+                            .0
+                    }
                 };
                 target_state.metadata_json = Some(stored.data.to_vec());
-                streams
-                    .insert(target, target_state.encode()?.as_slice())
-                    .map_err(&write)?;
             }
             previous = ChainHash(stored.hash);
             next += 1;
             replayed += 1;
+        }
+        for (stream, (state, stream_runs)) in &states {
+            streams
+                .insert(stream.as_str(), state.encode()?.as_slice())
+                .map_err(&write)?;
+            for &(first_revision, first_position, count) in stream_runs {
+                runs.insert((stream.as_str(), first_revision), (first_position, count))
+                    .map_err(&write)?;
+            }
         }
     }
     txn.commit()
@@ -233,7 +266,6 @@ type Outcomes = Vec<Result<AppendResult, StoreError>>;
 struct Committed {
     outcomes: Outcomes,
     cursor: Cursor,
-    written_ids: Vec<(u128, u64)>,
     log: WalBatch,
 }
 
@@ -244,7 +276,7 @@ fn commit_batch(
     db: &Database,
     ops: Vec<WriteOp>,
     start: Cursor,
-    recent_ids: &IdCache,
+    recent_ids: &mut IdCache,
 ) -> Result<Committed, StoreError> {
     let mut txn = db
         .begin_write()
@@ -255,19 +287,28 @@ fn commit_batch(
     let now = micros_of(OffsetDateTime::now_utc());
     // Recorded-at never goes backwards in `$all`, even if the clock does.
     cursor.last_recorded_at_micros = cursor.last_recorded_at_micros.max(now);
-    let (outcomes, written_ids, log) = {
+    let (outcomes, log) = {
         let mut tables = Tables::open(&txn, recent_ids)?;
+        let events: usize = ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Append { events, .. } => events.len(),
+                _ => 1,
+            })
+            .sum();
+        let bytes = ops.iter().map(WriteOp::size).sum();
+        tables.log.reserve(events, bytes);
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
             outcomes.push(tables.apply(op, &mut cursor)?);
         }
-        (outcomes, tables.written_ids, tables.log)
+        tables.flush_states()?;
+        (outcomes, tables.log)
     };
     txn.commit().map_err(storage_error("committing appends"))?;
     Ok(Committed {
         outcomes,
         cursor,
-        written_ids,
         log,
     })
 }
@@ -275,10 +316,14 @@ fn commit_batch(
 struct Tables<'txn> {
     events: Table<'txn, u64, &'static [u8]>,
     streams: Table<'txn, &'static str, &'static [u8]>,
-    stream_index: Table<'txn, (&'static str, u64), u64>,
-    recent_ids: &'txn IdCache,
-    /// Ids written in this commit, remembered only once it is durable.
-    written_ids: Vec<(u128, u64)>,
+    stream_runs: Table<'txn, (&'static str, u64), (u64, u64)>,
+    /// Ids are remembered as they are written. Should the commit fail, an
+    /// id points at a position that holds another event (or none), which
+    /// [`Tables::revision_at`] sees, so a stale entry is never believed.
+    recent_ids: &'txn mut IdCache,
+    /// The state of every stream this commit touched, written once at the
+    /// end of the commit rather than once per request.
+    states: HashMap<String, StreamState>,
     /// What this commit adds to the write-ahead log.
     log: WalBatch,
 }
@@ -288,16 +333,30 @@ struct Tables<'txn> {
 type Applied = Result<Result<AppendResult, StoreError>, StoreError>;
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction, recent_ids: &'txn IdCache) -> Result<Self, StoreError> {
+    fn open(
+        txn: &'txn WriteTransaction,
+        recent_ids: &'txn mut IdCache,
+    ) -> Result<Self, StoreError> {
         let open = storage_error("opening tables");
         Ok(Self {
             events: txn.open_table(EVENTS).map_err(&open)?,
             streams: txn.open_table(STREAMS).map_err(&open)?,
-            stream_index: txn.open_table(STREAM_INDEX).map_err(&open)?,
+            stream_runs: txn.open_table(STREAM_RUNS).map_err(&open)?,
             recent_ids,
-            written_ids: Vec::new(),
+            states: HashMap::new(),
             log: WalBatch::default(),
         })
+    }
+
+    /// Writes the state of every stream this commit touched.
+    fn flush_states(&mut self) -> Result<(), StoreError> {
+        for (stream, state) in self.states.drain() {
+            let bytes = state.encode()?;
+            self.streams
+                .insert(stream.as_str(), bytes.as_slice())
+                .map_err(storage_error("writing a stream's state"))?;
+        }
+        Ok(())
     }
 
     fn apply(&mut self, op: WriteOp, cursor: &mut Cursor) -> Applied {
@@ -306,7 +365,7 @@ impl<'txn> Tables<'txn> {
                 stream,
                 expected,
                 events,
-            } => self.append(&stream, expected, &events, cursor),
+            } => self.append(&stream, expected, events, cursor),
             WriteOp::SetMetadata {
                 stream,
                 expected,
@@ -318,6 +377,9 @@ impl<'txn> Tables<'txn> {
     }
 
     fn state(&self, stream: &StreamName) -> Result<StreamState, StoreError> {
+        if let Some(state) = self.states.get(stream.as_str()) {
+            return Ok(state.clone());
+        }
         match self
             .streams
             .get(stream.as_str())
@@ -328,19 +390,37 @@ impl<'txn> Tables<'txn> {
         }
     }
 
-    fn put_state(&mut self, stream: &StreamName, state: &StreamState) -> Result<(), StoreError> {
-        let bytes = state.encode()?;
-        self.streams
-            .insert(stream.as_str(), bytes.as_slice())
-            .map_err(storage_error("writing a stream's state"))?;
-        Ok(())
+    fn put_state(&mut self, stream: &StreamName, state: StreamState) {
+        match self.states.get_mut(stream.as_str()) {
+            Some(kept) => *kept = state,
+            None => {
+                self.states.insert(stream.as_str().to_owned(), state);
+            }
+        }
+    }
+
+    /// The position of `revision` of `stream`, if the stream has it.
+    fn position_of(&self, stream: &StreamName, revision: u64) -> Result<Option<u64>, StoreError> {
+        let read = storage_error("reading the stream index");
+        let mut runs = self
+            .stream_runs
+            .range((stream.as_str(), 0)..=(stream.as_str(), revision))
+            .map_err(&read)?;
+        let Some(run) = runs.next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = run.map_err(&read)?;
+        let (_, first_revision) = key.value();
+        let (first_position, count) = value.value();
+        let offset = revision - first_revision;
+        Ok((offset < count).then_some(first_position + offset))
     }
 
     fn append(
         &mut self,
         stream: &StreamName,
         expected: ExpectedRevision,
-        events: &[EventData],
+        events: EncodedEvents,
         cursor: &mut Cursor,
     ) -> Applied {
         let mut state = self.state(stream)?;
@@ -350,15 +430,15 @@ impl<'txn> Tables<'txn> {
             }));
         }
         let truncate_before = state.truncate_before();
-        if let Some(done) = self.already_appended(stream, expected, events, truncate_before)? {
+        if let Some(done) = self.already_appended(stream, expected, &events, truncate_before)? {
             return Ok(Ok(done));
         }
         let current = state.current(truncate_before);
         if let Err(e) = check_expected(stream, expected, current) {
             return Ok(Err(e));
         }
-        let result = self.write_events(stream, &mut state, events, cursor)?;
-        self.put_state(stream, &state)?;
+        let result = self.write_events(stream, &mut state, &events, cursor)?;
+        self.put_state(stream, state);
         Ok(Ok(result))
     }
 
@@ -368,46 +448,32 @@ impl<'txn> Tables<'txn> {
         &self,
         stream: &StreamName,
         expected: ExpectedRevision,
-        events: &[EventData],
+        events: &EncodedEvents,
         truncate_before: u64,
     ) -> Result<Option<AppendResult>, StoreError> {
-        let Some(first) = events.first() else {
+        let Some(first) = events.ids().next() else {
             return Ok(None);
         };
         let first_revision = match expected {
             ExpectedRevision::NoStream => truncate_before,
             ExpectedRevision::Exact(n) => n.saturating_add(1),
             ExpectedRevision::Any | ExpectedRevision::StreamExists => {
-                let id = first.id.as_u128();
-                let position = self
-                    .written_ids
-                    .iter()
-                    .rev()
-                    .find(|(written, _)| *written == id)
-                    .map(|(_, p)| *p)
-                    .or_else(|| self.recent_ids.get(id));
-                let Some(position) = position else {
+                let Some(position) = self.recent_ids.get(u128::from_be_bytes(first)) else {
                     return Ok(None);
                 };
-                match self.revision_at(stream, position, &first.id)? {
+                match self.revision_at(stream, position, &first)? {
                     Some(revision) => revision,
                     None => return Ok(None),
                 }
             }
         };
-        let read = storage_error("checking event ids");
         let mut positions = Vec::with_capacity(events.len());
-        for (offset, event) in events.iter().enumerate() {
+        for (offset, id) in events.ids().enumerate() {
             let revision = first_revision + offset as u64;
-            let Some(position) = self
-                .stream_index
-                .get((stream.as_str(), revision))
-                .map_err(&read)?
-                .map(|g| g.value())
-            else {
+            let Some(position) = self.position_of(stream, revision)? else {
                 return Ok(None);
             };
-            if self.revision_at(stream, position, &event.id)? != Some(revision) {
+            if self.revision_at(stream, position, &id)? != Some(revision) {
                 return Ok(None);
             }
             positions.push(position);
@@ -424,7 +490,7 @@ impl<'txn> Tables<'txn> {
         &self,
         stream: &StreamName,
         position: u64,
-        id: &uuid::Uuid,
+        id: &[u8; 16],
     ) -> Result<Option<u64>, StoreError> {
         let Some(bytes) = self
             .events
@@ -434,54 +500,62 @@ impl<'txn> Tables<'txn> {
             return Ok(None);
         };
         let stored = StoredEvent::decode(position, bytes.value())?;
-        Ok(
-            (stored.stream == stream.as_str() && stored.id == *id.as_bytes())
-                .then_some(stored.revision),
-        )
+        Ok((stored.stream == stream.as_str() && stored.id == *id).then_some(stored.revision))
     }
 
     fn write_events(
         &mut self,
         stream: &StreamName,
         state: &mut StreamState,
-        events: &[EventData],
+        events: &EncodedEvents,
         cursor: &mut Cursor,
     ) -> Result<AppendResult, StoreError> {
         let first_position = cursor.next_position;
+        let first_revision = state.next_revision();
         let write = storage_error("writing an event");
-        for event in events {
+        for body in events.bodies() {
             let revision = state.next_revision();
             let position = cursor.next_position;
-            let mut stored = StoredEvent {
-                stream: stream.as_str(),
-                revision,
-                id: *event.id.as_bytes(),
-                event_type: &event.event_type,
-                data: &event.data,
-                metadata: &event.metadata,
-                recorded_at_micros: cursor.last_recorded_at_micros,
-                hash: [0; 32],
-            };
-            let hash = stored.link(position).hash(&cursor.last_hash);
-            stored.hash = hash.0;
-            let bytes = stored.encode()?;
-            self.events
-                .insert(position, bytes.as_slice())
-                .map_err(&write)?;
-            self.log.push(position, &bytes);
-            self.stream_index
-                .insert((stream.as_str(), revision), position)
-                .map_err(&write)?;
-            self.written_ids.push((event.id.as_u128(), position));
+            let fields = Body::parse(body).ok_or_else(|| StoreError::Corruption {
+                position: Position(position),
+                reason: "an event to append was encoded wrongly".into(),
+            })?;
+            let recorded_at = cursor.last_recorded_at_micros;
+            let hash = fields
+                .link(position, revision, recorded_at)
+                .hash(&cursor.last_hash);
+            let header = encode_header(revision, recorded_at, &hash);
+            let stored = self.log.push_event(position, &header, body);
+            self.events.insert(position, stored).map_err(&write)?;
+            self.recent_ids
+                .insert(u128::from_be_bytes(fields.id), position);
             state.last_revision = Some(revision);
             cursor.next_position += 1;
             cursor.last_hash = hash;
+        }
+        let count = cursor.next_position - first_position;
+        if count > 0 {
+            self.stream_runs
+                .insert((stream.as_str(), first_revision), (first_position, count))
+                .map_err(&write)?;
         }
         Ok(AppendResult {
             next_expected_revision: state.last_revision.unwrap_or(0),
             first_position: Position(first_position),
             position: Position(cursor.next_position - 1),
         })
+    }
+
+    /// Writes one event the store makes itself (metadata, tombstone).
+    fn write_system_event(
+        &mut self,
+        stream: &StreamName,
+        state: &mut StreamState,
+        event: EventData,
+        cursor: &mut Cursor,
+    ) -> Result<AppendResult, StoreError> {
+        let events = EncodedEvents::encode(stream.as_str(), &[event])?;
+        self.write_events(stream, state, &events, cursor)
     }
 
     fn set_metadata(
@@ -518,10 +592,10 @@ impl<'txn> Tables<'txn> {
             }
         };
         let event = EventData::raw(METADATA_EVENT_TYPE, json.clone());
-        let result = self.write_events(&meta_stream, &mut meta_state, &[event], cursor)?;
-        self.put_state(&meta_stream, &meta_state)?;
+        let result = self.write_system_event(&meta_stream, &mut meta_state, event, cursor)?;
+        self.put_state(&meta_stream, meta_state);
         target.metadata_json = Some(json);
-        self.put_state(stream, &target)?;
+        self.put_state(stream, target);
         Ok(Ok(result))
     }
 
@@ -568,9 +642,9 @@ impl<'txn> Tables<'txn> {
             return Ok(Err(e));
         }
         let event = EventData::raw(TOMBSTONE_EVENT_TYPE, &b"{}"[..]);
-        let result = self.write_events(stream, &mut state, &[event], cursor)?;
+        let result = self.write_system_event(stream, &mut state, event, cursor)?;
         state.tombstoned = true;
-        self.put_state(stream, &state)?;
+        self.put_state(stream, state);
         Ok(Ok(result))
     }
 }
