@@ -203,3 +203,99 @@ async fn dropping_the_last_handle_releases_the_store_for_reopening() {
         Some(Position(0))
     );
 }
+
+#[tokio::test]
+async fn an_append_larger_than_one_chunk_reads_back_whole_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream = StreamName::parse("archive-1").expect("name");
+    // Four events of ~100 KB each: more than one chunk of the events table.
+    let events: Vec<EventData> = (0..4)
+        .map(|n| {
+            EventData::json(
+                "ScanArchived",
+                &serde_json::json!({"n": n, "pages": "x".repeat(100_000)}),
+            )
+            .expect("event")
+        })
+        .collect();
+    let ids: Vec<_> = events.iter().map(|e| e.id).collect();
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    let small = StreamName::parse("person-2").expect("name");
+    let registered = EventData::json("Registered", &serde_json::json!({})).expect("event");
+    store
+        .append(&small, ExpectedRevision::Any, vec![registered])
+        .await
+        .expect("append");
+    store
+        .append(&stream, ExpectedRevision::NoStream, events.clone())
+        .await
+        .expect("append");
+    // A retry of the same append is answered without writing it again.
+    let retried = store
+        .append(&stream, ExpectedRevision::NoStream, events)
+        .await
+        .expect("retry");
+    assert_eq!(retried.first_position, Position(1));
+    store.close().await;
+
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    let forwards = store
+        .read_stream(
+            &stream,
+            tongban_store::Direction::Forwards,
+            tongban_store::ReadFrom::At(1),
+            usize::MAX,
+        )
+        .await
+        .expect("read forwards");
+    assert_eq!(
+        forwards.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids[1..].to_vec()
+    );
+    let backwards = store
+        .read_stream(
+            &stream,
+            tongban_store::Direction::Backwards,
+            tongban_store::ReadFrom::At(2),
+            2,
+        )
+        .await
+        .expect("read backwards");
+    assert_eq!(
+        backwards.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let all = store
+        .read_all(
+            tongban_store::Direction::Backwards,
+            tongban_store::ReadFrom::End,
+            usize::MAX,
+            &tongban_store::EventFilter::all(),
+        )
+        .await
+        .expect("read $all");
+    assert_eq!(
+        all.iter().map(|e| e.position.0).collect::<Vec<_>>(),
+        vec![4, 3, 2, 1, 0]
+    );
+    let report = store
+        .verify_chain(PositionRange::all())
+        .await
+        .expect("verifies");
+    assert_eq!(report.events_checked, 5);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_write_ahead_log_of_format_version_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    store_with_events(dir.path(), 1).await;
+    let wal = dir.path().join("events.wal");
+    std::fs::write(&wal, b"TBW1\x00\x00\x00\x00\x00\x00\x00\x00").expect("write");
+    match EmbeddedStore::open(dir.path()) {
+        Err(StoreError::UnsupportedFormat {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (1, layout::FORMAT_VERSION)),
+        other => panic!("expected unsupported format, got {other:?}"),
+    }
+}

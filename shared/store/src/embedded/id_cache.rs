@@ -12,7 +12,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 
 use redb::ReadableDatabase;
 
-use super::layout::{StoredEvent, EVENTS};
+use super::layout::{ChunkEntries, StoredEvent, EVENTS};
 use super::storage_error;
 use crate::error::StoreError;
 
@@ -104,16 +104,20 @@ impl IdCache {
             .open_table(EVENTS)
             .map_err(storage_error("opening the events table"))?;
         let mut tail = Vec::new();
-        for entry in events
+        let chunks = events
             .range(0..)
-            .map_err(storage_error("reading the log tail"))?
-            .rev()
-            .take(capacity)
-        {
-            let (key, value) = entry.map_err(storage_error("reading the log tail"))?;
-            let position = key.value();
-            let stored = StoredEvent::decode(position, value.value())?;
-            tail.push((u128::from_be_bytes(stored.id), position));
+            .map_err(storage_error("reading the log tail"))?;
+        for chunk in chunks.rev() {
+            if tail.len() >= capacity {
+                break;
+            }
+            let (key, value) = chunk.map_err(storage_error("reading the log tail"))?;
+            let entries =
+                ChunkEntries::new(key.value(), value.value()).collect::<Result<Vec<_>, _>>()?;
+            for (position, bytes) in entries.into_iter().rev().take(capacity - tail.len()) {
+                let stored = StoredEvent::decode(position, bytes)?;
+                tail.push((u128::from_be_bytes(stored.id), position));
+            }
         }
         for (id, position) in tail.into_iter().rev() {
             cache.insert(id, position);

@@ -4,7 +4,7 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `meta` | name | format marker and version |
-//! | `events` | global position | the event ([`StoredEvent`], see below) |
+//! | `events` | first global position of a chunk | a chunk of events (see below) |
 //! | `streams` | stream name | [`StreamState`] (postcard) |
 //! | `stream_runs` | (stream name, first revision) | (first position, count) |
 //!
@@ -12,6 +12,14 @@
 //! consecutive positions of the log, so the stream index holds one *run*
 //! per append rather than one entry per event: revision `first + i` is at
 //! position `position + i` for `i < count`.
+//!
+//! The events table holds *chunks*: the events of one append (up to
+//! [`CHUNK_BYTES`]) under the position of the first, as entries
+//! `position (u64 LE) | length (u32 LE) | stored event` — the same bytes
+//! the write-ahead log holds, so the writer inserts a slice of its log
+//! batch. One B-tree entry per append instead of one per event is what lets
+//! the writer keep up with batched appends. Positions within a chunk follow
+//! each other; a chunk that says otherwise is corrupt.
 //!
 //! A stored event is a fixed header with the fields that depend on where
 //! the event lands in the log, followed by its *body*, which does not, so
@@ -23,8 +31,9 @@
 //!   | stream | type | data | metadata
 //! ```
 //!
-//! Format version 1 (postcard events, one index entry per event) is refused
-//! with [`StoreError::UnsupportedFormat`].
+//! Earlier format versions (1: postcard events and one index entry per
+//! event; 2: one events-table entry per event) are refused with
+//! [`StoreError::UnsupportedFormat`].
 
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
@@ -38,7 +47,7 @@ use crate::stream_name::StreamName;
 pub const FILE_NAME: &str = "events.redb";
 /// Written into `meta` under [`FORMAT_KEY`]; anything else is not a store.
 pub const FORMAT_MARKER: &[u8] = b"tongban-event-store";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 pub const FORMAT_KEY: &str = "format";
 pub const VERSION_KEY: &str = "version";
 /// The first bytes of every redb file.
@@ -50,6 +59,55 @@ pub const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams"
 /// (stream, first revision) → (first position, number of events).
 pub const STREAM_RUNS: TableDefinition<(&str, u64), (u64, u64)> =
     TableDefinition::new("stream_runs");
+
+/// A chunk is closed once it holds this many bytes; a longer append goes
+/// into several chunks.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// Position and length in front of every entry of a chunk or log batch.
+pub const ENTRY_PREFIX: usize = 12;
+
+/// The entries of a chunk, checked to follow each other from `first`.
+pub struct ChunkEntries<'a> {
+    bytes: &'a [u8],
+    next: u64,
+}
+
+impl<'a> ChunkEntries<'a> {
+    pub fn new(first: u64, bytes: &'a [u8]) -> Self {
+        Self { bytes, next: first }
+    }
+}
+
+impl<'a> Iterator for ChunkEntries<'a> {
+    type Item = Result<(u64, &'a [u8]), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let expected = self.next;
+        let entry = (|| {
+            let position = u64::from_le_bytes(self.bytes.get(..8)?.try_into().ok()?);
+            let len = u32_at(self.bytes, 8)?;
+            let stored = self.bytes.get(ENTRY_PREFIX..ENTRY_PREFIX + len)?;
+            Some((position, stored, ENTRY_PREFIX + len))
+        })();
+        match entry {
+            Some((position, stored, used)) if position == expected => {
+                self.bytes = &self.bytes[used..];
+                self.next += 1;
+                Some(Ok((position, stored)))
+            }
+            _ => {
+                self.bytes = &[];
+                Some(Err(corrupt(
+                    expected,
+                    "the chunk holding this position is malformed",
+                )))
+            }
+        }
+    }
+}
 
 /// Bytes of the position-dependent header of a stored event.
 pub const HEADER_LEN: usize = 8 + 8 + 32;
@@ -317,5 +375,60 @@ impl StreamState {
 
     pub fn next_revision(&self) -> u64 {
         self.last_revision.map_or(0, |r| r + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(entries: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for (position, stored) in entries {
+            bytes.extend_from_slice(&position.to_le_bytes());
+            bytes.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(stored);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_stored_event_decodes_to_what_was_encoded() {
+        let event = EventData::raw("Registered", &br#"{"a":1}"#[..]).with_raw_metadata("{}");
+        let encoded =
+            EncodedEvents::encode("person-1", std::slice::from_ref(&event)).expect("encodes");
+        let body = encoded.bodies().next().expect("one body");
+        let mut stored = encode_header(7, 42, &ChainHash([3; 32])).to_vec();
+        stored.extend_from_slice(body);
+        let decoded = StoredEvent::decode(9, &stored).expect("decodes");
+        assert_eq!(decoded.stream, "person-1");
+        assert_eq!(decoded.revision, 7);
+        assert_eq!(decoded.recorded_at_micros, 42);
+        assert_eq!(decoded.hash, [3; 32]);
+        assert_eq!(decoded.id, *event.id.as_bytes());
+        assert_eq!(decoded.event_type, "Registered");
+        assert_eq!(decoded.data, &br#"{"a":1}"#[..]);
+        assert_eq!(decoded.metadata, &b"{}"[..]);
+        assert!(StoredEvent::decode(9, &stored[..stored.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn a_chunk_whose_positions_do_not_follow_each_other_is_corrupt() {
+        let bytes = chunk(&[(5, b"a"), (6, b"b")]);
+        let entries: Vec<_> = ChunkEntries::new(5, &bytes)
+            .collect::<Result<_, _>>()
+            .expect("ok");
+        assert_eq!(entries, vec![(5, &b"a"[..]), (6, &b"b"[..])]);
+        let bytes = chunk(&[(5, b"a"), (7, b"b")]);
+        let result: Result<Vec<_>, _> = ChunkEntries::new(5, &bytes).collect();
+        assert!(matches!(
+            result,
+            Err(StoreError::Corruption {
+                position: Position(6),
+                ..
+            })
+        ));
+        let truncated = &chunk(&[(5, b"abc")])[..14];
+        assert!(ChunkEntries::new(5, truncated).any(|e| e.is_err()));
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chain::{ChainHash, ChainReport, Head};
@@ -40,7 +40,7 @@ use crate::metadata::{StreamMetadata, StreamMetadataResult};
 use crate::store::{Direction, EventStore, PositionRange, ReadFrom, SubscribeFrom, Subscription};
 use crate::stream_name::StreamName;
 use layout::EncodedEvents;
-use layout::{StoredEvent, EVENTS, FORMAT_KEY, FORMAT_MARKER, FORMAT_VERSION, META, VERSION_KEY};
+use layout::{EVENTS, FORMAT_KEY, FORMAT_MARKER, FORMAT_VERSION, META, VERSION_KEY};
 use writer::{Cursor, WriteOp, WriteRequest};
 
 /// Appends waiting for the writer before new ones wait for room.
@@ -309,25 +309,18 @@ fn load_cursor(db: &Database) -> Result<Cursor, StoreError> {
     let events = txn
         .open_table(EVENTS)
         .map_err(storage_error("opening the events table"))?;
-    let last = events
-        .last()
-        .map_err(storage_error("reading the last event"))?;
-    Ok(match last {
-        None => Cursor {
-            next_position: 0,
-            last_hash: ChainHash::GENESIS,
-            last_recorded_at_micros: i64::MIN,
-        },
-        Some((key, value)) => {
-            let position = key.value();
-            let stored = StoredEvent::decode(position, value.value())?;
-            Cursor {
-                next_position: position + 1,
-                last_hash: ChainHash(stored.hash),
-                last_recorded_at_micros: stored.recorded_at_micros,
-            }
-        }
-    })
+    let last = read::with_last_event(&events, |position, stored| {
+        Ok(Cursor {
+            next_position: position + 1,
+            last_hash: ChainHash(stored.hash),
+            last_recorded_at_micros: stored.recorded_at_micros,
+        })
+    })?;
+    Ok(last.unwrap_or(Cursor {
+        next_position: 0,
+        last_hash: ChainHash::GENESIS,
+        last_recorded_at_micros: i64::MIN,
+    }))
 }
 
 #[async_trait]

@@ -1,10 +1,10 @@
 //! Reads from a redb read transaction: stream reads that honour metadata,
 //! `$all` scans with filters, and chain verification.
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTable};
 use time::OffsetDateTime;
 
-use super::layout::{StoredEvent, StreamState, EVENTS, STREAMS, STREAM_RUNS};
+use super::layout::{ChunkEntries, StoredEvent, StreamState, EVENTS, STREAMS, STREAM_RUNS};
 use super::storage_error;
 use crate::chain::{ChainHash, ChainReport};
 use crate::error::StoreError;
@@ -116,38 +116,162 @@ pub(crate) fn read_stream(
         .open_table(EVENTS)
         .map_err(storage_error("opening the events table"))?;
     let mut out = Vec::with_capacity(max_count.min(1024));
-    for_each_position(&runs, stream, lo, hi, direction, |_, position| {
-        if !horizon.shows(position) {
-            // Committed but not yet durable: not there for readers yet.
-            return Ok(direction == Direction::Backwards);
+    for_each_run(&runs, stream, lo, hi, direction, |first, last| {
+        let mut more = true;
+        let mut seen = 0u64;
+        scan_events(&events, first, last, direction, |position, stored| {
+            seen += 1;
+            if !horizon.shows(position) {
+                // Committed but not yet durable: not there for readers yet.
+                more = direction == Direction::Backwards;
+                return Ok(more);
+            }
+            if visible
+                .not_before_micros
+                .is_some_and(|t| stored.recorded_at_micros < t)
+            {
+                // Older events only get older: backwards, once one is past
+                // max age, stop.
+                more = direction == Direction::Forwards;
+                return Ok(more);
+            }
+            out.push(stored.to_recorded(position)?);
+            more = out.len() < max_count;
+            Ok(more)
+        })?;
+        if more && seen != last - first + 1 {
+            return Err(missing(stream, first));
         }
-        let bytes = events
-            .get(position)
-            .map_err(storage_error("reading an event"))?
-            .ok_or_else(|| StoreError::Corruption {
-                position: Position(position),
-                reason: format!("stream '{stream}' indexes an event that is missing"),
-            })?;
-        let stored = StoredEvent::decode(position, bytes.value())?;
-        if visible
-            .not_before_micros
-            .is_some_and(|t| stored.recorded_at_micros < t)
-        {
-            // Older events only get older: backwards, once one is past max
-            // age, stop.
-            return Ok(direction == Direction::Forwards);
-        }
-        out.push(stored.to_recorded(position)?);
-        Ok(out.len() < max_count)
+        Ok(more)
     })?;
     Ok(out)
 }
 
+pub(crate) fn missing(stream: &StreamName, position: u64) -> StoreError {
+    StoreError::Corruption {
+        position: Position(position),
+        reason: format!("stream '{stream}' indexes events that are missing"),
+    }
+}
+
+/// Calls `visit(position, event)` for every stored event at `from..=to`,
+/// in `direction`, until it returns false.
+pub(crate) fn scan_events<T>(
+    events: &T,
+    from: u64,
+    to: u64,
+    direction: Direction,
+    mut visit: impl FnMut(u64, StoredEvent<'_>) -> Result<bool, StoreError>,
+) -> Result<(), StoreError>
+where
+    T: ReadableTable<u64, &'static [u8]>,
+{
+    if from > to {
+        return Ok(());
+    }
+    let read = storage_error("reading events");
+    // The chunk holding `from` may start before it.
+    let start = match events.range(..=from).map_err(&read)?.next_back() {
+        Some(entry) => entry.map_err(&read)?.0.value(),
+        None => from,
+    };
+    let chunks = events.range(start..=to).map_err(&read)?;
+    match direction {
+        Direction::Forwards => {
+            for chunk in chunks {
+                let (key, value) = chunk.map_err(&read)?;
+                for entry in ChunkEntries::new(key.value(), value.value()) {
+                    let (position, bytes) = entry?;
+                    if position < from {
+                        continue;
+                    }
+                    if position > to {
+                        return Ok(());
+                    }
+                    if !visit(position, StoredEvent::decode(position, bytes)?)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Direction::Backwards => {
+            for chunk in chunks.rev() {
+                let (key, value) = chunk.map_err(&read)?;
+                let entries =
+                    ChunkEntries::new(key.value(), value.value()).collect::<Result<Vec<_>, _>>()?;
+                for &(position, bytes) in entries.iter().rev() {
+                    if position < from {
+                        return Ok(());
+                    }
+                    if position > to {
+                        continue;
+                    }
+                    if !visit(position, StoredEvent::decode(position, bytes)?)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with the event at `position`, if there is one.
+pub(crate) fn with_event<T, R>(
+    events: &T,
+    position: u64,
+    f: impl FnOnce(StoredEvent<'_>) -> Result<R, StoreError>,
+) -> Result<Option<R>, StoreError>
+where
+    T: ReadableTable<u64, &'static [u8]>,
+{
+    let mut f = Some(f);
+    let mut out = None;
+    scan_events(
+        events,
+        position,
+        position,
+        Direction::Forwards,
+        |_, stored| {
+            if let Some(f) = f.take() {
+                out = Some(f(stored)?);
+            }
+            Ok(false)
+        },
+    )?;
+    Ok(out)
+}
+
+/// Calls `f` with the last event of the log, if there is one.
+pub(crate) fn with_last_event<T, R>(
+    events: &T,
+    f: impl FnOnce(u64, StoredEvent<'_>) -> Result<R, StoreError>,
+) -> Result<Option<R>, StoreError>
+where
+    T: ReadableTable<u64, &'static [u8]>,
+{
+    let Some((key, value)) = events
+        .last()
+        .map_err(storage_error("reading the last event"))?
+    else {
+        return Ok(None);
+    };
+    let mut last = None;
+    for entry in ChunkEntries::new(key.value(), value.value()) {
+        last = Some(entry?);
+    }
+    match last {
+        Some((position, bytes)) => Ok(Some(f(position, StoredEvent::decode(position, bytes)?)?)),
+        None => Ok(None),
+    }
+}
+
 pub(crate) type RunsTable = redb::ReadOnlyTable<(&'static str, u64), (u64, u64)>;
 
-/// Calls `visit(revision, position)` for the revisions `lo..=hi` of `stream`
-/// that exist, in `direction`, until it returns false.
-pub(crate) fn for_each_position(
+/// Calls `visit(first, last)` with the positions of the revisions
+/// `lo..=hi` of `stream` that exist, one run of consecutive positions at a
+/// time, in `direction`, until it returns false.
+pub(crate) fn for_each_run(
     runs: &RunsTable,
     stream: &StreamName,
     lo: u64,
@@ -182,23 +306,7 @@ pub(crate) fn for_each_position(
             return Ok(true);
         }
         let position = |revision: u64| first_position + (revision - first_revision);
-        match direction {
-            Direction::Forwards => {
-                for revision in from..=to {
-                    if !visit(revision, position(revision))? {
-                        return Ok(false);
-                    }
-                }
-            }
-            Direction::Backwards => {
-                for revision in (from..=to).rev() {
-                    if !visit(revision, position(revision))? {
-                        return Ok(false);
-                    }
-                }
-            }
-        }
-        Ok(true)
+        visit(position(from), position(to))
     };
     match direction {
         Direction::Forwards => {
@@ -260,46 +368,23 @@ pub(crate) fn scan_all(
     let Some(last) = horizon.0 else {
         return Ok(scan);
     };
-    let range = match (direction, from) {
-        (Direction::Forwards, ReadFrom::Start) => events.range(0..=last),
-        (Direction::Forwards, ReadFrom::At(p)) => events.range(p.0..=last),
+    let (lo, hi) = match (direction, from) {
+        (Direction::Forwards, ReadFrom::Start) => (0, last),
+        (Direction::Forwards, ReadFrom::At(p)) => (p.0, last),
         (Direction::Forwards, ReadFrom::End) => return Ok(scan),
-        (Direction::Backwards, ReadFrom::End) => events.range(0..=last),
-        (Direction::Backwards, ReadFrom::At(p)) => events.range(0..=p.0.min(last)),
-        (Direction::Backwards, ReadFrom::Start) => events.range(0..=0),
-    }
-    .map_err(storage_error("reading $all"))?;
-    let mut visit = |entry: Result<
-        (redb::AccessGuard<'_, u64>, redb::AccessGuard<'_, &[u8]>),
-        redb::StorageError,
-    >,
-                     scanned: usize|
-     -> Result<bool, StoreError> {
-        let (key, value) = entry.map_err(storage_error("reading $all"))?;
-        let position = key.value();
-        let stored = StoredEvent::decode(position, value.value())?;
+        (Direction::Backwards, ReadFrom::End) => (0, last),
+        (Direction::Backwards, ReadFrom::At(p)) => (0, p.0.min(last)),
+        (Direction::Backwards, ReadFrom::Start) => (0, 0),
+    };
+    let mut scanned = 0usize;
+    scan_events(&events, lo, hi, direction, |position, stored| {
         scan.last_scanned = Some(Position(position));
         if filter.matches(stored.stream, stored.event_type) {
             scan.events.push(stored.to_recorded(position)?);
         }
-        Ok(scan.events.len() < max_count && scanned + 1 < scan_limit)
-    };
-    match direction {
-        Direction::Forwards => {
-            for (i, entry) in range.enumerate() {
-                if !visit(entry, i)? {
-                    break;
-                }
-            }
-        }
-        Direction::Backwards => {
-            for (i, entry) in range.rev().enumerate() {
-                if !visit(entry, i)? {
-                    break;
-                }
-            }
-        }
-    }
+        scanned += 1;
+        Ok(scan.events.len() < max_count && scanned < scan_limit)
+    })?;
     Ok(scan)
 }
 
@@ -328,48 +413,44 @@ pub(crate) fn verify_chain(
     let to = range.to.map_or(last, |p| p.0.min(last));
     let mut previous = match from.checked_sub(1) {
         None => ChainHash::GENESIS,
-        Some(anchor) => {
-            let bytes = events
-                .get(anchor)
-                .map_err(storage_error("reading an event"))?
-                .ok_or_else(|| StoreError::Corruption {
-                    position: Position(anchor),
-                    reason: "the event before the range is missing".into(),
-                })?;
-            ChainHash(StoredEvent::decode(anchor, bytes.value())?.hash)
-        }
+        Some(anchor) => with_event(&events, anchor, |stored| Ok(ChainHash(stored.hash)))?
+            .ok_or_else(|| StoreError::Corruption {
+                position: Position(anchor),
+                reason: "the event before the range is missing".into(),
+            })?,
     };
     let mut expected_position = from;
-    for entry in events
-        .range(from..=to)
-        .map_err(storage_error("reading $all"))?
-    {
-        let (key, value) = entry.map_err(storage_error("reading $all"))?;
-        let position = key.value();
-        if position != expected_position {
-            return Err(StoreError::Corruption {
-                position: Position(expected_position),
-                reason: "the event at this position is missing".into(),
-            });
-        }
-        let stored = StoredEvent::decode(position, value.value())?;
-        let hash = stored.link(position).hash(&previous);
-        if hash.0 != stored.hash {
-            return Err(StoreError::Corruption {
-                position: Position(position),
-                reason: format!(
-                    "the stored hash {} does not match the recomputed hash {}",
-                    ChainHash(stored.hash),
-                    hash
-                ),
-            });
-        }
-        previous = hash;
-        report.events_checked += 1;
-        report.first.get_or_insert(Position(position));
-        report.last = Some(Position(position));
-        report.last_hash = Some(hash);
-        expected_position = position + 1;
-    }
+    scan_events(
+        &events,
+        from,
+        to,
+        Direction::Forwards,
+        |position, stored| {
+            if position != expected_position {
+                return Err(StoreError::Corruption {
+                    position: Position(expected_position),
+                    reason: "the event at this position is missing".into(),
+                });
+            }
+            let hash = stored.link(position).hash(&previous);
+            if hash.0 != stored.hash {
+                return Err(StoreError::Corruption {
+                    position: Position(position),
+                    reason: format!(
+                        "the stored hash {} does not match the recomputed hash {}",
+                        ChainHash(stored.hash),
+                        hash
+                    ),
+                });
+            }
+            previous = hash;
+            report.events_checked += 1;
+            report.first.get_or_insert(Position(position));
+            report.last = Some(Position(position));
+            report.last_hash = Some(hash);
+            expected_position = position + 1;
+            Ok(true)
+        },
+    )?;
     Ok(report)
 }

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::watch;
 
-use super::layout::{StoredEvent, EVENTS, STREAM_RUNS};
-use super::read::{for_each_position, scan_all, stream_state, Horizon};
+use super::layout::{EVENTS, STREAM_RUNS};
+use super::read::{for_each_run, missing, scan_all, scan_events, stream_state, Horizon};
 use super::storage_error;
 use crate::chain::Head;
 use crate::error::StoreError;
@@ -221,25 +221,34 @@ fn read_stream_raw(
     if max == 0 {
         return Ok(out);
     }
-    for_each_position(
+    for_each_run(
         &runs,
         stream,
         from,
         u64::MAX,
         Direction::Forwards,
-        |_, position| {
-            if !horizon.shows(position) {
-                return Ok(false);
+        |first, last| {
+            let mut more = true;
+            let mut seen = 0u64;
+            scan_events(
+                &events,
+                first,
+                last,
+                Direction::Forwards,
+                |position, stored| {
+                    seen += 1;
+                    more = horizon.shows(position);
+                    if more {
+                        out.push(stored.to_recorded(position)?);
+                        more = out.len() < max;
+                    }
+                    Ok(more)
+                },
+            )?;
+            if more && seen != last - first + 1 {
+                return Err(missing(stream, first));
             }
-            let bytes = events
-                .get(position)
-                .map_err(storage_error("reading an event"))?
-                .ok_or_else(|| StoreError::Corruption {
-                    position: Position(position),
-                    reason: format!("stream '{stream}' indexes an event that is missing"),
-                })?;
-            out.push(StoredEvent::decode(position, bytes.value())?.to_recorded(position)?);
-            Ok(out.len() < max)
+            Ok(more)
         },
     )?;
     Ok(out)

@@ -27,8 +27,6 @@ const MAGIC: &[u8; 4] = b"TBW2";
 /// The log of format version 1, whose events this build cannot replay.
 const MAGIC_V1: &[u8; 4] = b"TBW1";
 const HEADER: usize = 12;
-/// Position and length in front of every entry.
-const ENTRY_HEADER: usize = 12;
 
 pub(crate) struct Wal {
     file: File,
@@ -55,26 +53,27 @@ impl WalBatch {
     /// Makes room for `events` more events whose bodies take `body_bytes`.
     pub fn reserve(&mut self, events: usize, body_bytes: usize) {
         self.payload
-            .reserve(body_bytes + events * (ENTRY_HEADER + layout::HEADER_LEN));
+            .reserve(body_bytes + events * (layout::ENTRY_PREFIX + layout::HEADER_LEN));
     }
 
-    /// Adds a stored event made of `header` and `body`, and returns it as
-    /// it now sits in the log, ready to go into the events table too.
-    pub fn push_event(
-        &mut self,
-        position: u64,
-        header: &[u8; layout::HEADER_LEN],
-        body: &[u8],
-    ) -> &[u8] {
-        let len = header.len() + body.len();
+    /// Adds a stored event made of `header` and `body`.
+    pub fn push_event(&mut self, position: u64, header: &[u8; layout::HEADER_LEN], body: &[u8]) {
         self.payload.extend_from_slice(&position.to_le_bytes());
         // Events are capped at 16 MiB plus a small header.
-        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
-        self.payload.extend_from_slice(&len32.to_le_bytes());
-        let start = self.payload.len();
+        let len = u32::try_from(header.len() + body.len()).unwrap_or(u32::MAX);
+        self.payload.extend_from_slice(&len.to_le_bytes());
         self.payload.extend_from_slice(header);
         self.payload.extend_from_slice(body);
-        &self.payload[start..]
+    }
+
+    /// Where the next entry will start.
+    pub fn mark(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// The entries pushed since `mark`: a chunk for the events table.
+    pub fn since(&self, mark: usize) -> &[u8] {
+        self.payload.get(mark..).unwrap_or_default()
     }
 
     pub fn is_empty(&self) -> bool {

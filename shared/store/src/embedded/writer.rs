@@ -17,8 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::id_cache::IdCache;
 use super::layout::{
-    encode_header, Body, EncodedEvents, StoredEvent, StreamState, EVENTS, STREAMS, STREAM_RUNS,
+    encode_header, Body, EncodedEvents, StoredEvent, StreamState, CHUNK_BYTES, ENTRY_PREFIX,
+    EVENTS, STREAMS, STREAM_RUNS,
 };
+use super::read::{with_event, with_last_event};
 use super::storage_error;
 use super::syncer::{Broken, SyncJob};
 use super::wal::WalBatch;
@@ -172,16 +174,10 @@ pub(crate) fn replay(db: &Database, entries: Vec<(u64, Vec<u8>)>) -> Result<u64,
         let mut runs = txn
             .open_table(STREAM_RUNS)
             .map_err(storage_error("opening the stream index"))?;
-        let (mut next, mut previous) = match events
-            .last()
-            .map_err(storage_error("reading the log end"))?
-        {
-            None => (0, ChainHash::GENESIS),
-            Some((k, v)) => (
-                k.value() + 1,
-                ChainHash(StoredEvent::decode(k.value(), v.value())?.hash),
-            ),
-        };
+        let (mut next, mut previous) = with_last_event(&events, |position, stored| {
+            Ok((position + 1, ChainHash(stored.hash)))
+        })?
+        .unwrap_or((0, ChainHash::GENESIS));
         let write = storage_error("replaying the log");
         // Per stream: its state, and the run of revisions being replayed
         // (first revision, first position, count), written at the end.
@@ -198,7 +194,12 @@ pub(crate) fn replay(db: &Database, entries: Vec<(u64, Vec<u8>)>) -> Result<u64,
                 );
                 break;
             }
-            events.insert(position, bytes.as_slice()).map_err(&write)?;
+            // Each replayed event becomes a chunk of its own.
+            let mut chunk = Vec::with_capacity(ENTRY_PREFIX + bytes.len());
+            chunk.extend_from_slice(&position.to_le_bytes());
+            chunk.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            chunk.extend_from_slice(&bytes);
+            events.insert(position, chunk.as_slice()).map_err(&write)?;
             let (state, stream_runs) = match states.get_mut(stored.stream) {
                 Some(entry) => entry,
                 None => {
@@ -492,15 +493,10 @@ impl<'txn> Tables<'txn> {
         position: u64,
         id: &[u8; 16],
     ) -> Result<Option<u64>, StoreError> {
-        let Some(bytes) = self
-            .events
-            .get(position)
-            .map_err(storage_error("reading an event"))?
-        else {
-            return Ok(None);
-        };
-        let stored = StoredEvent::decode(position, bytes.value())?;
-        Ok((stored.stream == stream.as_str() && stored.id == *id).then_some(stored.revision))
+        let revision = with_event(&self.events, position, |stored| {
+            Ok((stored.stream == stream.as_str() && stored.id == *id).then_some(stored.revision))
+        })?;
+        Ok(revision.flatten())
     }
 
     fn write_events(
@@ -513,6 +509,8 @@ impl<'txn> Tables<'txn> {
         let first_position = cursor.next_position;
         let first_revision = state.next_revision();
         let write = storage_error("writing an event");
+        let mut chunk_start = self.log.mark();
+        let mut chunk_first = first_position;
         for body in events.bodies() {
             let revision = state.next_revision();
             let position = cursor.next_position;
@@ -525,13 +523,22 @@ impl<'txn> Tables<'txn> {
                 .link(position, revision, recorded_at)
                 .hash(&cursor.last_hash);
             let header = encode_header(revision, recorded_at, &hash);
-            let stored = self.log.push_event(position, &header, body);
-            self.events.insert(position, stored).map_err(&write)?;
+            self.log.push_event(position, &header, body);
             self.recent_ids
                 .insert(u128::from_be_bytes(fields.id), position);
             state.last_revision = Some(revision);
             cursor.next_position += 1;
             cursor.last_hash = hash;
+            if self.log.mark() - chunk_start >= CHUNK_BYTES {
+                let chunk = self.log.since(chunk_start);
+                self.events.insert(chunk_first, chunk).map_err(&write)?;
+                chunk_start = self.log.mark();
+                chunk_first = cursor.next_position;
+            }
+        }
+        if self.log.mark() > chunk_start {
+            let chunk = self.log.since(chunk_start);
+            self.events.insert(chunk_first, chunk).map_err(&write)?;
         }
         let count = cursor.next_position - first_position;
         if count > 0 {
