@@ -1,8 +1,9 @@
 //! Authentication: a bearer JWT becomes a kernel [`Actor`].
 //!
 //! Claims: `sub` (person id for citizens, checkpoint id for checkpoints,
-//! any stable id otherwise), `role` (`citizen`, `checkpoint`, `lab`,
-//! `health_official`, `department`, `auditor`, `admin`), `region` and
+//! the enterprise's id in the hub for enterprises, any stable id
+//! otherwise), `role` (`citizen`, `checkpoint`, `lab`, `health_official`,
+//! `department`, `enterprise`, `auditor`, `admin`), `region` and
 //! `sub_regions` for health officials, `name` for labs and departments,
 //! `region` for department officials handling applications (the
 //! [`Identity`]'s official region), `exp`. Keys: Ed25519 or RSA public keys and JWKS files from the
@@ -95,11 +96,14 @@ impl Claims {
             "department" => Role::Department {
                 name: self.name.clone().unwrap_or_else(|| self.sub.clone()),
             },
+            "enterprise" => Role::Enterprise {
+                enterprise: uuid_sub()?,
+            },
             "auditor" => Role::Auditor,
             "admin" => Role::Admin,
             other => {
                 return Err(bad(format!(
-                    "token role {other:?} is unknown; roles are citizen, checkpoint, lab, health_official, department, auditor, admin"
+                    "token role {other:?} is unknown; roles are citizen, checkpoint, lab, health_official, department, enterprise, auditor, admin"
                 )))
             }
         };
@@ -387,6 +391,28 @@ mod tests {
         let token = mint_dev(&secret, &claims("health_official", i64::MAX / 2)).unwrap();
         let actor = verifier(&secret, Mode::Development).verify(&token).unwrap();
         assert_eq!(actor.role_name(), "health_official");
+    }
+
+    #[test]
+    fn an_enterprise_token_names_its_enterprise_by_subject() {
+        let secret = Secret::new("k".repeat(64));
+        let mut enterprise = claims("enterprise", i64::MAX / 2);
+        enterprise.region = None;
+        let token = mint_dev(&secret, &enterprise).unwrap();
+        let actor = verifier(&secret, Mode::Development).verify(&token).unwrap();
+        assert_eq!(
+            actor.role,
+            Role::Enterprise {
+                enterprise: uuid::Uuid::parse_str(&enterprise.sub).unwrap()
+            }
+        );
+        let mut unnamed = claims("enterprise", i64::MAX / 2);
+        unnamed.sub = "acme".into();
+        let err = mint_dev(&secret, &unnamed)
+            .map(|t| verifier(&secret, Mode::Development).verify(&t))
+            .unwrap()
+            .unwrap_err();
+        assert!(err.to_string().contains("must be a UUID"), "{err}");
     }
 
     #[test]

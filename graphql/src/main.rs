@@ -55,14 +55,17 @@ enum Command {
     /// Print a development token (HS256 with the local development key;
     /// refused outside development mode).
     Token {
-        /// citizen, checkpoint, lab, health_official, department, auditor, admin.
+        /// citizen, checkpoint, lab, health_official, department, enterprise,
+        /// auditor, admin.
         #[arg(long)]
         role: String,
         /// Subject: the person's id (citizen), the checkpoint's id
-        /// (checkpoint) or any stable id.
+        /// (checkpoint), the enterprise's id in the hub (enterprise) or any
+        /// stable id.
         #[arg(long)]
         subject: Option<String>,
-        /// Region of a health official (division code, e.g. 110106).
+        /// Region of a health official or of a department official's
+        /// authority over applications (division code, e.g. 110106).
         #[arg(long)]
         region: Option<String>,
         /// Sub-regions a health official is limited to (repeatable).

@@ -2,7 +2,9 @@
 //! gateway's schema.
 //!
 //! - Who acts: [`principal`] turns the gateway's kernel [`Actor`] into a
-//!   [`Principal`]: a citizen acts as a person; a `department` token acts as
+//!   [`Principal`]: a citizen acts as a person; an `enterprise` token acts
+//!   as its enterprise (applies for its own permits, tracks them, never sees
+//!   its employees' identities or even their counts); a `department` token acts as
 //!   an official of that department with authority over the region the
 //!   gateway put in the request as [`OfficialRegion`] (the token's `region`
 //!   claim); auditors and admins read as auditors and change nothing.
@@ -91,8 +93,29 @@ fn coded(code: &'static str, message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, e| e.set("code", code))
 }
 
+/// A domain error at the edge; an invalid form also lists its violations
+/// as `extensions.violations` (`[{field, rule, message}]`, `field` a JSON
+/// pointer) so a form can show each next to its field.
 fn domain(e: CaseError) -> Error {
-    coded(e.code(), e.to_string())
+    let violations = match &e {
+        CaseError::FormInvalid { violations, .. } => {
+            let list: Vec<Value> = violations
+                .iter()
+                .map(
+                    |v| serde_json::json!({"field": v.field, "rule": v.rule, "message": v.message}),
+                )
+                .collect();
+            async_graphql::Value::from_json(Value::Array(list)).ok()
+        }
+        _ => None,
+    };
+    let code = e.code();
+    Error::new(e.to_string()).extend_with(|_, ext| {
+        ext.set("code", code);
+        if let Some(v) = &violations {
+            ext.set("violations", v.clone());
+        }
+    })
 }
 
 fn read_side(e: ProjectionError) -> Error {
@@ -159,11 +182,15 @@ pub fn principal_of(actor: &Actor, region: Option<&OfficialRegion>) -> Result<Pr
                 region: region.0,
             })
         }
+        Role::Enterprise { enterprise } => Ok(Principal::Enterprise {
+            actor: actor.id,
+            enterprise: EnterpriseId::from_uuid(*enterprise),
+        }),
         Role::Auditor | Role::Admin => Ok(Principal::Auditor { actor: actor.id }),
         _ => Err(forbidden(
             actor,
             "applications",
-            "citizen, department, auditor, admin",
+            "citizen, enterprise, department, auditor, admin",
         )),
     }
 }
@@ -434,7 +461,7 @@ pub struct CasesQuery;
 
 #[Object]
 impl CasesQuery {
-    /// The caller's own applications, newest first (citizens).
+    /// The caller's own applications, newest first (citizens and enterprises).
     async fn my_applications(
         &self,
         ctx: &Context<'_>,
@@ -709,8 +736,9 @@ pub struct CasesSubscription;
 
 #[Subscription]
 impl CasesSubscription {
-    /// The caller's new notifications as they arrive (citizens). Each has
-    /// a `cursor`; pass the last one handled as `after` to resume.
+    /// The caller's new notifications as they arrive (citizens and
+    /// enterprises). Each has a `cursor`; pass the last one handled as
+    /// `after` to resume.
     async fn inbox_updates(
         &self,
         ctx: &Context<'_>,

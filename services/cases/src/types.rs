@@ -21,6 +21,10 @@ macro_rules! uuid_id {
             pub fn new() -> Self {
                 Self(Uuid::now_v7())
             }
+            /// Wraps an existing UUID (e.g. from a token's subject).
+            pub const fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
             /// A deterministic identifier from a number (tests, demos).
             pub const fn from_u128(n: u128) -> Self {
                 Self(Uuid::from_u128(n))

@@ -622,7 +622,7 @@ fn may_record(actor: &Actor, state: &PersonState, person: PersonId, evidence: &E
             Evidence::TravelRecorded { .. } | Evidence::DwellReported { .. }
         ),
         Role::Admin => true,
-        Role::Auditor => false,
+        Role::Auditor | Role::Enterprise { .. } => false,
     }
 }
 

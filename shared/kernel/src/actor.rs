@@ -1,6 +1,7 @@
 //! Actors and their roles.
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::division::DivisionCode;
 use crate::ids::{ActorId, CheckpointId, PersonId};
@@ -45,6 +46,12 @@ pub enum Role {
     Department {
         /// The department's name.
         name: String,
+    },
+    /// An enterprise's authorised account: applies for the enterprise's own
+    /// permits and tracks them; never sees its employees' identities.
+    Enterprise {
+        /// The enterprise's id in the hub (not its credit code).
+        enterprise: Uuid,
     },
     /// An auditor: may read and replay, never change.
     Auditor,
@@ -96,6 +103,7 @@ impl Actor {
             Role::Lab { .. } => "lab",
             Role::HealthOfficial { .. } => "health_official",
             Role::Department { .. } => "department",
+            Role::Enterprise { .. } => "enterprise",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
         }
