@@ -3,9 +3,16 @@
 //! Appends with `NoStream` or an exact revision are checked against the
 //! stream itself (the events where the retry says they go), which is exact
 //! for any age. Appends with `Any` have no such place, so, like
-//! EventStoreDB, the store remembers the ids of the most recent events in
-//! memory; a retry within that window writes no duplicate. Keeping ids out
-//! of the on-disk B-trees keeps random page writes out of every commit.
+//! EventStoreDB, the store remembers recent ids in memory; a retry within
+//! that window writes no duplicate. Keeping ids out of the on-disk B-trees
+//! keeps random page writes out of every commit.
+//!
+//! A retry is recognised by its first event id (the others are then checked
+//! against the stream), so the writer remembers only the first id of each
+//! append: the window is the last [`RECENT_IDS`] appends, not events, and
+//! remembering costs one insert per append. A "retry" that starts in the
+//! middle of an earlier append is not recognised as one. On open, the ids
+//! of every event of the log's tail are loaded, which is a superset.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};

@@ -106,17 +106,18 @@ impl EmbeddedStore {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let broken = syncer::Broken::default();
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE_DEPTH);
+        let (spare_tx, spare_rx) = std::sync::mpsc::sync_channel(SYNC_QUEUE_DEPTH);
         let syncer_db = db.clone();
         let syncer_broken = broken.clone();
         let syncer_thread = std::thread::Builder::new()
             .name("tongban-store-sync".into())
-            .spawn(move || syncer::run(syncer_db, wal, job_rx, head_tx, syncer_broken))
+            .spawn(move || syncer::run(syncer_db, wal, job_rx, head_tx, syncer_broken, spare_tx))
             .map_err(|e| StoreError::io("starting the log syncer thread", e))?;
         let writer_db = db.clone();
         let thread = std::thread::Builder::new()
             .name("tongban-store-writer".into())
             .spawn(move || {
-                writer::run(writer_db, rx, cursor, recent_ids, job_tx, broken);
+                writer::run(writer_db, rx, cursor, recent_ids, job_tx, broken, spare_rx);
                 // The writer dropped its end of the job queue: the syncer
                 // finishes what is queued, checkpoints and stops.
                 if syncer_thread.join().is_err() {

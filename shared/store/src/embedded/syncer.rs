@@ -22,6 +22,10 @@ use crate::chain::Head;
 use crate::error::StoreError;
 use crate::event::AppendResult;
 
+/// Log buffers larger than this are freed rather than handed back to the
+/// writer for reuse.
+const SPARE_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
 /// Checkpoint after this long without a new batch...
 const QUIET: Duration = Duration::from_millis(20);
 /// ...if the last checkpoint is at least this old...
@@ -63,6 +67,7 @@ pub(crate) fn run(
     jobs: mpsc::Receiver<SyncJob>,
     head: watch::Sender<Option<Head>>,
     broken: Broken,
+    spares: mpsc::SyncSender<Vec<u8>>,
 ) {
     let mut last_checkpoint = Instant::now();
     loop {
@@ -106,6 +111,7 @@ pub(crate) fn run(
                     for (reply, outcome) in job.replies {
                         let _ = reply.send(outcome);
                     }
+                    recycle(&spares, job.log);
                 }
             }
             Some(error) => {
@@ -123,6 +129,16 @@ pub(crate) fn run(
     }
     checkpoint_logged(&db, &mut wal, &broken);
     tracing::debug!("event store log syncer stopped");
+}
+
+/// Hands a written batch's buffer back to the writer, which would otherwise
+/// allocate (and fault in) a fresh one for every commit.
+fn recycle(spares: &mpsc::SyncSender<Vec<u8>>, log: WalBatch) {
+    let buffer = log.into_buffer();
+    if buffer.capacity() <= SPARE_BUFFER_BYTES {
+        // A full pool or a stopped writer: the buffer is simply freed.
+        let _ = spares.try_send(buffer);
+    }
 }
 
 fn checkpoint_logged(db: &Database, wal: &mut Wal, broken: &Broken) {

@@ -41,6 +41,17 @@ pub(crate) struct WalBatch {
 }
 
 impl WalBatch {
+    /// An empty batch that writes into `buffer`, reusing its allocation.
+    pub fn reusing(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Self { payload: buffer }
+    }
+
+    /// The batch's buffer, for [`WalBatch::reusing`] once it is written.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.payload
+    }
+
     #[cfg(test)]
     pub fn push(&mut self, position: u64, stored: &[u8]) {
         self.payload.extend_from_slice(&position.to_le_bytes());

@@ -97,6 +97,7 @@ pub(crate) fn run(
     mut recent_ids: IdCache,
     syncer: std::sync::mpsc::SyncSender<SyncJob>,
     broken: Broken,
+    spares: std::sync::mpsc::Receiver<Vec<u8>>,
 ) {
     let mut batch: Vec<WriteRequest> = Vec::with_capacity(256);
     while let Some(first) = requests.blocking_recv() {
@@ -120,7 +121,8 @@ pub(crate) fn run(
             }
             continue;
         }
-        match commit_batch(&db, ops, cursor, &mut recent_ids) {
+        let log = spares.try_recv().map(WalBatch::reusing).unwrap_or_default();
+        match commit_batch(&db, ops, cursor, &mut recent_ids, log) {
             Ok(Committed {
                 outcomes,
                 cursor: committed,
@@ -278,6 +280,7 @@ fn commit_batch(
     ops: Vec<WriteOp>,
     start: Cursor,
     recent_ids: &mut IdCache,
+    log: WalBatch,
 ) -> Result<Committed, StoreError> {
     let mut txn = db
         .begin_write()
@@ -289,7 +292,7 @@ fn commit_batch(
     // Recorded-at never goes backwards in `$all`, even if the clock does.
     cursor.last_recorded_at_micros = cursor.last_recorded_at_micros.max(now);
     let (outcomes, log) = {
-        let mut tables = Tables::open(&txn, recent_ids)?;
+        let mut tables = Tables::open(&txn, recent_ids, log)?;
         let events: usize = ops
             .iter()
             .map(|op| match op {
@@ -337,6 +340,7 @@ impl<'txn> Tables<'txn> {
     fn open(
         txn: &'txn WriteTransaction,
         recent_ids: &'txn mut IdCache,
+        log: WalBatch,
     ) -> Result<Self, StoreError> {
         let open = storage_error("opening tables");
         Ok(Self {
@@ -345,7 +349,7 @@ impl<'txn> Tables<'txn> {
             stream_runs: txn.open_table(STREAM_RUNS).map_err(&open)?,
             recent_ids,
             states: HashMap::new(),
-            log: WalBatch::default(),
+            log,
         })
     }
 
@@ -524,8 +528,11 @@ impl<'txn> Tables<'txn> {
                 .hash(&cursor.last_hash);
             let header = encode_header(revision, recorded_at, &hash);
             self.log.push_event(position, &header, body);
-            self.recent_ids
-                .insert(u128::from_be_bytes(fields.id), position);
+            if position == first_position {
+                // Retries are found by their first id (see `id_cache`).
+                self.recent_ids
+                    .insert(u128::from_be_bytes(fields.id), position);
+            }
             state.last_revision = Some(revision);
             cursor.next_position += 1;
             cursor.last_hash = hash;
