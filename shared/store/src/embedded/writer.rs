@@ -20,7 +20,7 @@ use super::layout::{
     encode_header, Body, EncodedEvents, StoredEvent, StreamState, CHUNK_BYTES, ENTRY_PREFIX,
     EVENTS, STREAMS, STREAM_RUNS,
 };
-use super::read::{with_event, with_last_event};
+use super::read::{scan_events, with_event, with_last_event};
 use super::storage_error;
 use super::syncer::{Broken, SyncJob};
 use super::wal::WalBatch;
@@ -30,6 +30,7 @@ use crate::event::{
     micros_of, AppendResult, CurrentRevision, EventData, ExpectedRevision, Position,
 };
 use crate::metadata::{StreamMetadata, METADATA_EVENT_TYPE, TOMBSTONE_EVENT_TYPE};
+use crate::store::Direction;
 use crate::stream_name::StreamName;
 
 /// Most requests one commit takes.
@@ -472,21 +473,38 @@ impl<'txn> Tables<'txn> {
                 }
             }
         };
-        let mut positions = Vec::with_capacity(events.len());
-        for (offset, id) in events.ids().enumerate() {
-            let revision = first_revision + offset as u64;
-            let Some(position) = self.position_of(stream, revision)? else {
-                return Ok(None);
-            };
-            if self.revision_at(stream, position, &id)? != Some(revision) {
-                return Ok(None);
-            }
-            positions.push(position);
+        // The events of one append sit at consecutive positions, so a retry
+        // is one scan from where its first event is.
+        let Some(first_position) = self.position_of(stream, first_revision)? else {
+            return Ok(None);
+        };
+        let ids: Vec<[u8; 16]> = events.ids().collect();
+        let count = ids.len() as u64;
+        let last_position = first_position + (count - 1);
+        let mut matched = 0usize;
+        scan_events(
+            &self.events,
+            first_position,
+            last_position,
+            Direction::Forwards,
+            |position, stored| {
+                let same = ids.get(matched).is_some_and(|id| *id == stored.id)
+                    && position == first_position + matched as u64
+                    && stored.stream == stream.as_str()
+                    && stored.revision == first_revision + matched as u64;
+                if same {
+                    matched += 1;
+                }
+                Ok(same)
+            },
+        )?;
+        if matched != ids.len() {
+            return Ok(None);
         }
         Ok(Some(AppendResult {
-            next_expected_revision: first_revision + events.len() as u64 - 1,
-            first_position: Position(positions[0]),
-            position: Position(positions[positions.len() - 1]),
+            next_expected_revision: first_revision + (count - 1),
+            first_position: Position(first_position),
+            position: Position(last_position),
         }))
     }
 
