@@ -979,18 +979,57 @@
       } catch (e) { clear(appealsList).append(errorBox(e, () => loadAppeals())); }
     }
 
-    // Bulk overrides awaiting approval.
-    const oStatus = h("div", { "aria-live": "polite" });
-    const oForm = h("form", { id: "override-form" }, h("p", { class: "na" }, t("official.overrides_na")),
-      h("div", { class: "row" }, field("override-id", t("official.override_id"), h("input", { required: true, autocomplete: "off" })),
-        h("button", { type: "submit" }, t("official.approve"))), oStatus);
-    submitting(oForm, oStatus, async () => {
-      await gql(`mutation($r: String!, $o: ID!) { approveOverride(region: $r, overrideId: $o) { position } }`, { r: region, o: oForm.querySelector("#override-id").value.trim() });
-      return t("official.approved");
-    });
+    // Bulk overrides awaiting a second official: who asked, what, why;
+    // one's own request cannot be approved (the button says why).
+    const overridesCard = card(t("official.overrides"));
+    overridesCard.id = "pending-overrides";
+    const overridesList = h("div", { id: "overrides-list" }, loading());
+    const overridesStatus = h("div", { "aria-live": "polite", id: "overrides-status" });
+    overridesCard.append(h("p", { class: "small muted" }, t("official.overrides_help")),
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", id: "overrides-refresh", onclick: () => loadOverrides() }, t("official.refresh"))),
+      overridesStatus, overridesList);
+    const overridesTimer = setInterval(() => { if (!overridesList.querySelector("button:disabled.busy")) loadOverrides(); }, 30000);
+    onLeave(() => clearInterval(overridesTimer));
+    async function loadOverrides() {
+      try {
+        const list = (await gql(`query($r: String!) { pendingOverrides(region: $r) { overrideId region regionName colour personCount
+            requestedBy ownRequest legalBasis reason appealId caseRef requestedAt expiresAt canApprove cannotApproveBecause } }`, { r: region })).pendingOverrides;
+        clear(overridesList);
+        if (!list.length) { overridesList.append(h("p", { class: "muted", id: "no-overrides" }, t("official.no_overrides"))); return; }
+        overridesList.append(h("ul", { class: "override-items" }, list.map((o) => {
+          const status = h("div", { "aria-live": "polite" });
+          const why = o.canApprove ? null : (o.ownRequest ? t("official.own_request") : t("official.cannot_approve", { why: o.cannotApproveBecause || "" }));
+          const whyId = "why-not-" + o.overrideId;
+          const approve = h("button", { type: "button", class: "approve", disabled: !o.canApprove, title: why, "aria-describedby": why ? whyId : null,
+            onclick: async () => {
+              approve.disabled = true; approve.classList.add("busy");
+              clear(status).append(h("span", { class: "loading" }, t("saving")));
+              try {
+                await gql(`mutation($r: String!, $o: ID!) { approveOverride(region: $r, overrideId: $o) { position } }`, { r: o.region, o: o.overrideId });
+                clear(overridesStatus).append(h("div", { class: "ok", role: "status" }, t("official.approved_n", { n: o.personCount })));
+                await loadOverrides();
+              } catch (e) {
+                approve.disabled = false; approve.classList.remove("busy");
+                clear(status).append(errorBox(e));
+              }
+            } }, t("official.approve"));
+          return h("li", { class: "explain " + o.colour, "data-override": o.overrideId, "data-own": String(o.ownRequest), "data-can-approve": String(o.canApprove) },
+            h("p", { class: "plain" }, pill(o.colour, colourName(o.colour)), " ",
+              t("official.override_what", { n: o.personCount, c: colourName(o.colour), r: o.regionName ? o.regionName + " (" + o.region + ")" : o.region })),
+            h("p", null, h("strong", null, t("official.override_reason") + ": "), o.reason),
+            h("p", { class: "small" }, t("official.legal") + ": " + o.legalBasis + " · " +
+              (o.caseRef ? t("official.answers_case", { c: o.caseRef }) : t("official.answers_appeal", { a: o.appealId || "" }))),
+            h("p", { class: "small muted" }, t("official.requested_by") + " ", h("span", { class: "mono" }, o.requestedBy),
+              o.ownRequest ? " " + t("official.you") : "", " · " + when(o.requestedAt) + " · " + t("official.lapses", { at: when(o.expiresAt) })),
+            h("div", { class: "actions" }, approve),
+            why ? h("p", { class: "small muted why-not", id: whyId }, why) : null,
+            status);
+        })));
+      } catch (e) { clear(overridesList).append(errorBox(e, () => loadOverrides())); }
+    }
 
-    grid.append(countsCard, riskCard, appealsCard, card(t("official.overrides"), oForm));
-    await Promise.all([loadCounts(), loadRisk(), loadAppeals()]);
+    grid.append(countsCard, riskCard, appealsCard, overridesCard);
+    await Promise.all([loadCounts(), loadRisk(), loadAppeals(), loadOverrides()]);
     if (gen !== generation) return;
 
     const unsubColours = live.subscribe("subscription($after: String) { colourChanged(after: $after) { cursor colour } }", {}, () => {
@@ -1062,20 +1101,69 @@
     chainCard.id = "chain";
     grid.append(card(t("auditor.pick"), form, h("h3", null, t("auditor.stream")), cpForm), chainCard, result);
 
+    // The chain: the head, compared with the last look (the event at the old
+    // head must still hash the same), and a full verification paged through
+    // `verifyChain` with progress.
     let head = null;
+    const VERIFY = `query($f: Int, $t: Int) { verifyChain(from: $f, to: $t) {
+        from to eventsChecked intact brokenAt problem lastHash nextFrom until headPosition headHash } }`;
     async function loadHead() {
       clear(chainCard).append(h("h2", null, t("auditor.chain")), loading());
       try {
         const d = (await gql("{ logHead { position hash } }")).logHead;
+        let same = null;
+        if (d && head) {
+          same = d.position >= head.position;
+          if (same) same = (await gql(VERIFY, { f: head.position, t: head.position })).verifyChain.lastHash === head.hash;
+        }
         clear(chainCard).append(h("h2", null, t("auditor.chain")));
         if (!d) { chainCard.append(h("p", { class: "muted" }, t("auditor.log_empty"))); return; }
-        const consistent = !head || d.position >= head.position;
         chainCard.append(h("p", { class: "mono", id: "chain-head" }, t("auditor.chain_head", { p: d.position, h: d.hash })));
-        if (head) chainCard.append(h("p", { class: consistent ? "ok" : "error" }, consistent ? t("auditor.chain_same") : "!"));
+        if (same !== null) chainCard.append(h("p", { class: same ? "ok" : "error", id: "chain-same" }, same ? t("auditor.chain_same") : t("auditor.chain_rewritten", { p: head.position })));
         head = d;
-        chainCard.append(h("p", { class: "na small" }, t("auditor.chain_na")),
-          h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", id: "chain-check", onclick: loadHead }, t("auditor.chain_check"))));
+        const out = h("div", { id: "chain-verify-result", "aria-live": "polite" });
+        const verifyButton = h("button", { type: "button", id: "chain-verify" }, t("auditor.chain_verify"));
+        verifyButton.addEventListener("click", () => verifyAll(verifyButton, out));
+        chainCard.append(h("p", { class: "small muted" }, t("auditor.chain_help")),
+          h("div", { class: "actions" }, verifyButton,
+            h("button", { type: "button", class: "secondary", id: "chain-check", onclick: loadHead }, t("auditor.chain_check"))), out);
       } catch (e) { clear(chainCard).append(h("h2", null, t("auditor.chain")), errorBox(e, loadHead)); }
+    }
+    // Verifies from the first event to the head as it is now, page by page.
+    async function verifyAll(button, out) {
+      button.disabled = true;
+      let stopped = false;
+      onLeave(() => { stopped = true; });
+      const bar = h("progress", { id: "chain-progress", max: "1", value: "0" });
+      const said = h("span", { class: "small" }, t("auditor.chain_verifying", { n: 0, total: "…" }));
+      clear(out).append(h("div", { class: "progress-line" }, bar, said));
+      try {
+        let from = 0, until = null, checked = 0, v = null;
+        do {
+          v = (await gql(VERIFY, { f: from, t: until })).verifyChain;
+          if (stopped) return;
+          if (v.to === null) { clear(out).append(h("p", { class: "muted" }, t("auditor.log_empty"))); return; }
+          until = v.until;
+          checked += v.eventsChecked;
+          const total = until + 1;
+          bar.max = total; bar.value = v.intact ? v.to + 1 : checked;
+          said.textContent = t("auditor.chain_verifying", { n: (v.to + 1).toLocaleString(), total: total.toLocaleString() });
+          from = v.nextFrom;
+        } while (v.intact && v.nextFrom !== null);
+        const atHead = v.to === v.headPosition;
+        const result = !v.intact
+          ? h("div", { class: "error", role: "alert", id: "chain-result", "data-intact": "false", "data-broken-at": v.brokenAt },
+            h("p", { class: "plain" }, t("auditor.chain_broken", { p: v.brokenAt })),
+            h("p", { class: "small" }, t("auditor.chain_broken_detail", { n: checked, problem: v.problem || "" })))
+          : h("div", { class: "ok", role: "status", id: "chain-result", "data-intact": "true", "data-events": checked },
+            h("p", { class: "plain" }, t("auditor.chain_intact", { n: checked.toLocaleString(), to: v.to })),
+            h("p", { class: "small mono" }, t(atHead && v.lastHash === v.headHash ? "auditor.chain_intact_head" : "auditor.chain_intact_last", { h: v.lastHash })));
+        clear(out).append(h("div", { class: "progress-line" }, bar, said), result);
+      } catch (e) {
+        clear(out).append(errorBox(e, () => verifyAll(button, out)));
+      } finally {
+        button.disabled = false;
+      }
     }
 
     submitting(form, status, async () => {

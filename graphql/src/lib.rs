@@ -6,6 +6,8 @@
 //!   print.
 //! - [`node`]: opens what a node runs on: the event store, the projection
 //!   runner with every service's projections, the services themselves.
+//! - [`chain`]: `verifyChain`, the auditor's paged recomputation of the
+//!   log's hash chain.
 //! - [`schema`]: the schema, merged from each service's GraphQL module (the
 //!   gateway holds no domain logic) plus a few gateway fields.
 //! - [`auth`]: bearer JWTs (Ed25519/RSA public keys, a JWKS file; HS256
@@ -22,6 +24,7 @@
 //! - [`error`]: the gateway's errors and the HTTP answers they become.
 
 pub mod auth;
+pub mod chain;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -22,7 +22,13 @@ use crate::node::Node;
 
 /// Every service's queries.
 #[derive(MergedObject, Default)]
-pub struct Query(HealthCodeQuery, CatalogQuery, CasesQuery, GatewayQuery);
+pub struct Query(
+    HealthCodeQuery,
+    CatalogQuery,
+    CasesQuery,
+    GatewayQuery,
+    crate::chain::ChainQuery,
+);
 
 /// Every service's mutations.
 #[derive(MergedObject, Default)]

@@ -351,3 +351,183 @@ async fn in_development_mode_the_demo_roles_sign_in_with_one_click() -> anyhow::
     browser.full_screenshot("checkpoint-phone").await?;
     browser.finish().await
 }
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, `days` from now (the request's lapse time).
+fn days_from_now(days: i64) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+        + days * 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let (day, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auditor_verifies_the_whole_hash_chain_and_sees_it_intact() -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let base = app.url("");
+    let person = uuid::Uuid::now_v7().to_string();
+    let citizen_token = app.token("citizen", &person, None)?;
+    let auditor_token = app.token("auditor", "auditor-1", None)?;
+    app.data(
+        &citizen_token,
+        REGISTER,
+        json!({"residence": CHAOYANG_COMMUNITY}),
+    )?;
+
+    // Only auditors and admins may verify the chain.
+    let refused = app
+        .data(&citizen_token, "{ verifyChain { intact } }", json!({}))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("FORBIDDEN"), "{refused}");
+    let through_api = app.data(
+        &auditor_token,
+        "{ verifyChain { intact eventsChecked lastHash headHash nextFrom } }",
+        json!({}),
+    )?;
+    let answer = &through_api["verifyChain"];
+    assert_eq!(answer["intact"], true, "{answer}");
+    assert_eq!(answer["lastHash"], answer["headHash"], "{answer}");
+    assert!(answer["nextFrom"].is_null(), "{answer}");
+
+    let mut driver = Driver::start()?;
+    let auditor = driver.browser("chain", 1280, 900).await?;
+    auditor.sign_in(&base, &auditor_token).await?;
+    auditor.wait_for("#chain-head", 60).await?;
+    auditor.click("#chain-verify").await?;
+    let result = auditor
+        .wait_for("#chain-result[data-intact=true]", 60)
+        .await?;
+    let said = result.text().await?;
+    assert!(said.contains("intact"), "{said}");
+    assert!(said.contains("equals the current head"), "{said}");
+    auditor.screenshot("1-intact").await?;
+
+    // The same in Chinese.
+    auditor.click("#lang").await?;
+    auditor.click("#chain-verify").await?;
+    let said = auditor
+        .text("#chain-result[data-intact=true] .plain")
+        .await?;
+    assert!(said.contains("哈希链完整"), "{said}");
+    // Checking the head again: the old head still hashes the same.
+    auditor.click("#chain-check").await?;
+    auditor.wait_for("#chain-same.ok", 30).await?;
+    auditor.screenshot("2-intact-zh").await?;
+    auditor.click("#lang").await?;
+    auditor.finish().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_override_waits_for_a_second_official_who_approves_it_in_the_portal(
+) -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let base = app.url("");
+    let first_token = app.token("health_official", "official-wang", Some("11"))?;
+    let second_token = app.token("health_official", "official-li", Some("11"))?;
+
+    // Eleven residents: one more than a region may override in a day
+    // without a second official.
+    let mut persons = Vec::new();
+    let mut citizen_tokens = Vec::new();
+    for _ in 0..11 {
+        let person = uuid::Uuid::now_v7().to_string();
+        let token = app.token("citizen", &person, None)?;
+        app.data(&token, REGISTER, json!({"residence": CHAOYANG_COMMUNITY}))?;
+        persons.push(person);
+        citizen_tokens.push(token);
+    }
+    let requested = app.data(
+        &first_token,
+        r#"mutation($p: [ID!]!, $exp: String!) {
+             requestOverride(region: "11", persons: $p, colour: YELLOW,
+                             legalBasis: "传染病防治法 第三十九条",
+                             reason: "Close contacts at the Chaoyang office, from the telco list",
+                             caseRef: "CASE-2026-0042", expiresAt: $exp) { id events } }"#,
+        json!({"p": persons, "exp": days_from_now(7)}),
+    )?;
+    let id = requested["requestOverride"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let events = requested["requestOverride"]["events"].to_string();
+    assert!(events.contains("OverrideAlertRaised"), "{events}");
+    let item = format!("#overrides-list li[data-override='{id}']");
+
+    let mut driver = Driver::start()?;
+    // The official who asked sees it waiting, and cannot approve it.
+    let first = driver.browser("override-requester", 1280, 1000).await?;
+    first.sign_in(&base, &first_token).await?;
+    first
+        .wait_for(
+            &format!("{item}[data-own=true] button.approve[disabled]"),
+            60,
+        )
+        .await?;
+    let said = first.text(&format!("{item} .why-not")).await?;
+    assert!(said.contains("another official"), "{said}");
+    first
+        .client
+        .execute(
+            "document.getElementById('pending-overrides').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await?;
+    first.screenshot("1-own-request").await?;
+
+    // A second official sees who asked, what and why, and approves.
+    let second = driver.browser("override-approver", 1280, 1000).await?;
+    second.sign_in(&base, &second_token).await?;
+    let card = second
+        .wait_for(
+            &format!("{item}[data-own=false][data-can-approve=true]"),
+            60,
+        )
+        .await?;
+    let said = card.text().await?;
+    assert!(said.contains("Set 11 persons"), "{said}");
+    assert!(said.contains("Chaoyang office"), "{said}");
+    assert!(said.contains("CASE-2026-0042"), "{said}");
+    second
+        .client
+        .execute(
+            "document.getElementById('pending-overrides').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await?;
+    second.screenshot("2-pending").await?;
+    second.click(&format!("{item} button.approve")).await?;
+    let done = second.text("#overrides-status .ok").await?;
+    assert!(done.contains("11 persons"), "{done}");
+    second.wait_for("#no-overrides", 30).await?;
+    second.screenshot("3-approved").await?;
+
+    // The override now applies: every resident is yellow by official override.
+    for token in &citizen_tokens {
+        let me = app.data(token, "{ me { colour { colour reason } } }", json!({}))?;
+        assert_eq!(me["me"]["colour"]["colour"], "yellow", "{me}");
+        assert_eq!(me["me"]["colour"]["reason"], "OFFICIAL_OVERRIDE", "{me}");
+    }
+    // The requester's list empties too.
+    first.click("#overrides-refresh").await?;
+    first.wait_for("#no-overrides", 30).await?;
+    first.finish().await?;
+    second.finish().await
+}

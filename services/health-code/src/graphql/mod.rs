@@ -13,6 +13,8 @@
 //!   `declareItinerary`, `requestCodeCall`, `generateCode`,
 //!   `correctInformation`), evidence recording, risk areas, policies,
 //!   checkpoints, scans, appeals and overrides.
+//! - [`overrides`]: the queue of bulk overrides waiting for a second
+//!   official (`pendingOverrides`).
 //! - [`subscription`]: the projection's change feeds.
 //! - [`keys`]: region signing keys on disk; [`store`]: a type-erased store.
 //!
@@ -23,6 +25,7 @@ pub mod api;
 pub mod keys;
 pub mod mutation;
 pub mod objects;
+pub mod overrides;
 pub mod query;
 pub mod store;
 pub mod subscription;
@@ -30,6 +33,11 @@ pub mod subscription;
 pub use api::{caller, HealthCodeApi, Service};
 pub use keys::Keyring;
 pub use mutation::HealthCodeMutation;
-pub use query::HealthCodeQuery;
 pub use store::SharedStore;
 pub use subscription::HealthCodeSubscription;
+
+/// Every health-code query: the read models ([`query`]) and the override
+/// queue ([`overrides`]).
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "HealthCodeQueries")]
+pub struct HealthCodeQuery(query::HealthCodeQuery, overrides::OverrideQuery);
