@@ -3,10 +3,18 @@
 //! Appends from every task queue up here. The writer takes everything that is
 //! waiting, applies each request in turn inside one write transaction (each
 //! with its own expected-revision check, so one request's failure writes
-//! nothing of it and does not affect the others), commits once with an fsync,
-//! and only then answers every request and publishes the new head. While it
-//! syncs, new requests gather for the next commit, so durability does not cap
-//! throughput at the disk's sync rate.
+//! nothing of it and does not affect the others), commits once to redb without
+//! syncing, and hands the batch's log records and answers to the syncer, which
+//! answers only once the log is synced. While the syncer syncs, the writer
+//! applies the next batch, so durability does not cap throughput at the
+//! disk's sync rate.
+//!
+//! What the writer does per event is kept small: the appending task has
+//! already encoded the event's body ([`EncodedEvents`]); the writer hashes
+//! the chain link, adds the header, and copies it into the log batch, whose
+//! bytes for one append are then inserted as one chunk. Per append it writes
+//! one stream-index run and remembers one id; per commit, each touched
+//! stream's state once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
