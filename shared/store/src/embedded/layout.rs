@@ -246,8 +246,11 @@ impl EncodedEvents {
 
     /// The ids of the events, in order.
     pub fn ids(&self) -> impl Iterator<Item = [u8; 16]> + '_ {
-        self.bodies()
-            .map(|body| <[u8; 16]>::try_from(&body[..16]).unwrap_or_default())
+        self.bodies().map(|body| {
+            body.get(..16)
+                .and_then(|id| <[u8; 16]>::try_from(id).ok())
+                .unwrap_or_default()
+        })
     }
 }
 
