@@ -239,6 +239,24 @@ pub struct CountyColours {
     pub red: u64,
 }
 
+/// One hour of a province's, city's or county's colour counts
+/// (`colourCountHistory`).
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct ColourCountHour {
+    /// When the hour starts (RFC 3339 in China Standard Time, e.g.
+    /// `2020-06-13T10:00:00+08:00`); the counts are those at its end.
+    pub hour: String,
+    /// Green codes.
+    pub green: u64,
+    /// Yellow codes.
+    pub yellow: u64,
+    /// Red codes.
+    pub red: u64,
+    /// Whether the counts changed during this hour (otherwise they carry
+    /// the previous hour's forward).
+    pub changed: bool,
+}
+
 /// A region's latest policy.
 #[derive(SimpleObject, Clone)]
 pub struct Policy {

@@ -2,13 +2,22 @@
 //! (`queryHealthInformation`, `verifyCode`). Every query that returns a
 //! person to someone else records who, role, purpose and fields first.
 
+use std::ops::Bound;
+
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 use tongban_kernel::{Actor, DivisionCode, Role};
-use tongban_projection::KeyRange;
+use tongban_projection::read_model::key::{leading, prefix_end};
+use tongban_projection::{Key, KeyRange};
 
 use crate::graphql::api::{self, api, caller, coded, domain, forbidden, HealthCodeApi};
-use crate::graphql::objects::{Appeal, Checkpoint, CountyColours, Person, Policy, RiskArea};
+use crate::graphql::objects::{
+    Appeal, Checkpoint, ColourCountHour, CountyColours, Person, Policy, RiskArea,
+};
 use crate::person::PersonCommand;
+use crate::projections::hourly::has_series;
+use crate::projections::{step_series, Hour};
 use crate::types::BizExt;
 
 /// The health-code queries.
@@ -28,6 +37,54 @@ pub struct CodeVerification {
     pub expires_at: Option<String>,
     /// Why not valid.
     pub reason: Option<String>,
+}
+
+/// Hours one `colourCountHistory` answer may span (a leap year).
+pub const MAX_HISTORY_HOURS: u64 = 24 * 366;
+
+/// Hours a `colourCountHistory` answer spans when `from` is not given.
+pub const DEFAULT_HISTORY_HOURS: u64 = 24 * 7;
+
+/// Parses an optional RFC 3339 time for `field` into its hour.
+fn hour_arg(field: &str, text: Option<&str>) -> Result<Option<Hour>> {
+    text.map(|t| {
+        OffsetDateTime::parse(t.trim(), &Rfc3339)
+            .map(Hour::of)
+            .map_err(|e| {
+                api::invalid(
+                    field,
+                    format!("`{t}` is not an RFC 3339 time (2020-06-13T10:00:00+08:00): {e}"),
+                )
+            })
+    })
+    .transpose()
+}
+
+/// The hours a history covers: `to` defaults to the current hour, `from`
+/// to a week before `to`; at most [`MAX_HISTORY_HOURS`].
+pub(crate) fn history_window(
+    from: Option<Hour>,
+    to: Option<Hour>,
+    now: OffsetDateTime,
+) -> Result<(Hour, Hour)> {
+    let to = to.unwrap_or_else(|| Hour::of(now));
+    let from = from.unwrap_or_else(|| {
+        Hour::from_index(
+            to.index()
+                .saturating_sub(DEFAULT_HISTORY_HOURS as i64)
+                .saturating_add(1),
+        )
+    });
+    if from > to {
+        return Err(api::invalid("from", "must not be after `to`"));
+    }
+    if from.span_to(to) > MAX_HISTORY_HOURS {
+        return Err(api::invalid(
+            "from",
+            format!("a history spans at most {MAX_HISTORY_HOURS} hours; ask for a shorter window"),
+        ));
+    }
+    Ok((from, to))
 }
 
 /// The names of the fields selected under the current field.
@@ -246,6 +303,88 @@ impl HealthCodeQuery {
                     yellow: n.yellow,
                     red: n.red,
                 })
+            })
+            .collect())
+    }
+
+    /// The colour counts of one province, city or county (2, 4 or 6
+    /// digits) hour by hour, for the people whose home-region colour counts
+    /// in `colourCounts`: one item per hour from `from` to `to` (RFC 3339;
+    /// default: the week up to the current hour, at most 366 days), each
+    /// the counts at the end of that hour, carried forward through hours
+    /// without changes. Hours are China Standard Time hours of the log's
+    /// commit time. For health officials (their region or one inside it),
+    /// departments, auditors and admins.
+    async fn colour_count_history(
+        &self,
+        ctx: &Context<'_>,
+        region: String,
+        from: Option<String>,
+        to: Option<String>,
+        min_position: Option<u64>,
+    ) -> Result<Vec<ColourCountHour>> {
+        let actor = caller(ctx)?;
+        let api = api(ctx)?;
+        let region = api::division(api, "region", &region)?;
+        if !has_series(&region) {
+            return Err(api::invalid(
+                "region",
+                "hourly counts are kept for provinces, cities and counties (2, 4 or 6 digits)",
+            ));
+        }
+        let allowed = match &actor.role {
+            Role::HealthOfficial { .. } => actor.has_health_authority_over(&region),
+            Role::Department { .. } | Role::Auditor | Role::Admin => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(forbidden(
+                actor,
+                "colourCountHistory",
+                "health_official (own region or one inside it), department, auditor, admin",
+            ));
+        }
+        let (from, to) = history_window(
+            hour_arg("from", from.as_deref())?,
+            hour_arg("to", to.as_deref())?,
+            api.clock.now(),
+        )?;
+        api.wait(min_position).await?;
+        let models = api.models()?;
+        let key = region.to_string();
+        let now = models
+            .get(&api.tables.colour_totals, &key)
+            .await
+            .map_err(api::read_side)?
+            .unwrap_or_default();
+        // The rows from `from` on, and one more: at most one row per hour,
+        // and the first row after `to` tells the counts before it.
+        let range = KeyRange {
+            start: Bound::Included((key.clone(), from.index()).encode_key()),
+            end: prefix_end(&leading(&key)).map_or(Bound::Unbounded, Bound::Excluded),
+        };
+        let limit = usize::try_from(from.span_to(to))
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let rows: Vec<_> = models
+            .scan(&api.tables.colour_history, &range, limit)
+            .await
+            .map_err(api::read_side)?
+            .into_iter()
+            .map(|((_, hour), row)| (Hour::from_index(hour), row))
+            .collect();
+        Ok(step_series(&rows, &now, from, to)
+            .into_iter()
+            .map(|h| ColourCountHour {
+                hour: h
+                    .hour
+                    .start()
+                    .format(&Rfc3339)
+                    .unwrap_or_else(|_| h.hour.start().to_string()),
+                green: h.counts.green,
+                yellow: h.counts.yellow,
+                red: h.counts.red,
+                changed: h.changed,
             })
             .collect())
     }

@@ -1,15 +1,16 @@
 //! The `health_code` projection: every read model the GraphQL queries need,
 //! fed by the domain's events and committed with one checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tongban_projection::{ApplyError, ChangeDraft, Changes, Projection, Table};
+use tongban_projection::{ApplyError, ChangeDraft, Changes, Projection, ProjectionError, Table};
 use tongban_store::{EventFilter, RecordedEvent};
 
+use super::hourly::{counted_regions, CountDelta, Hour, HourRow, HourlyTally, RegionTotals};
 use crate::events::{Evidence, HealthEvent};
 
 /// The projection's name (its read-model namespace and feed name).
@@ -105,17 +106,6 @@ pub struct ColourCounts {
     pub yellow: u64,
     /// Red.
     pub red: u64,
-}
-
-impl ColourCounts {
-    fn add(&mut self, colour: &str, delta: i64) {
-        let slot = match colour {
-            "green" => &mut self.green,
-            "yellow" => &mut self.yellow,
-            _ => &mut self.red,
-        };
-        *slot = slot.saturating_add_signed(delta);
-    }
 }
 
 /// A risk area in force.
@@ -223,6 +213,12 @@ pub struct Tables {
     pub persons: Table<String, PersonView>,
     /// county -> counts.
     pub colour_counts: Table<String, ColourCounts>,
+    /// region (province, city or county) -> counts now, and where its
+    /// hourly series stands.
+    pub colour_totals: Table<String, RegionTotals>,
+    /// (region, hour index) -> the counts before and after that hour; only
+    /// hours with changes (see [`super::hourly`]).
+    pub colour_history: Table<(String, i64), HourRow>,
     /// area -> risk area.
     pub risk_areas: Table<String, RiskAreaView>,
     /// checkpoint id -> checkpoint.
@@ -242,6 +238,8 @@ impl Default for Tables {
         Self {
             persons: Table::new("persons"),
             colour_counts: Table::new("colour_counts"),
+            colour_totals: Table::new("colour_totals"),
+            colour_history: Table::new("colour_history"),
             risk_areas: Table::new("risk_areas"),
             checkpoints: Table::new("checkpoints"),
             scans: Table::new("scans"),
@@ -271,8 +269,9 @@ struct ColourChange<'a> {
 }
 
 fn push_travel(view: &mut PersonView, entry: TravelView) {
-    view.travel.push(entry);
-    view.travel.sort_by(|a, b| a.date.cmp(&b.date));
+    // The list stays sorted by date; a new entry goes after those of its day.
+    let at = view.travel.partition_point(|t| t.date <= entry.date);
+    view.travel.insert(at, entry);
     if view.travel.len() > TRAVEL_KEPT {
         let excess = view.travel.len() - TRAVEL_KEPT;
         view.travel.drain(..excess);
@@ -283,14 +282,149 @@ fn county_of(code: &impl std::fmt::Display) -> String {
     code.to_string().chars().take(6).collect()
 }
 
+/// Event types this projection has nothing to do with (evidence that
+/// carries no travel, code calls, override requests): skipped without
+/// being decoded. `apply_one` would ignore each of them.
+const UNREAD: [&str; 10] = [
+    "DiagnosisConfirmed.v1",
+    "DiagnosisCleared.v1",
+    "CloseContactIdentified.v1",
+    "NucleicAcidTested.v1",
+    "AntibodyTested.v1",
+    "TemperatureMeasured.v1",
+    "CodeCallRequested.v1",
+    "OverrideRequested.v1",
+    "OverrideAlertRaised.v1",
+    "OverrideApproved.v1",
+];
+
+/// Whether the projection reads events of this type.
+pub(crate) fn reads(event_type: &str) -> bool {
+    !UNREAD.contains(&event_type)
+}
+
+/// A row read once per batch and written once at its end.
+struct Cached<V> {
+    value: Option<V>,
+    dirty: bool,
+}
+
+/// A batch's working set: each person, checkpoint and region is read at
+/// most once per batch and written once, when the batch ends, through the
+/// same [`Changes`] (so it commits with the checkpoint).
+#[derive(Default)]
+struct Working {
+    persons: HashMap<String, Cached<PersonView>>,
+    /// checkpoint id -> its place (for the scan feed's region).
+    places: HashMap<String, Option<String>>,
+    tally: HourlyTally,
+}
+
 impl HealthCodeViews {
+    /// The person, read once per batch; marked to be written back.
+    async fn person<'w>(
+        &self,
+        working: &'w mut Working,
+        changes: &Changes<'_>,
+        key: &str,
+    ) -> Result<Option<&'w mut PersonView>, ProjectionError> {
+        if !working.persons.contains_key(key) {
+            let value = changes.get(&self.tables.persons, &key.to_owned()).await?;
+            working.persons.insert(
+                key.to_owned(),
+                Cached {
+                    value,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(working.persons.get_mut(key).and_then(|c| {
+            c.dirty = true;
+            c.value.as_mut()
+        }))
+    }
+
+    /// A checkpoint's place, read once per batch.
+    async fn place(
+        &self,
+        working: &mut Working,
+        changes: &Changes<'_>,
+        checkpoint: String,
+    ) -> Result<Option<String>, ProjectionError> {
+        if let Some(place) = working.places.get(&checkpoint) {
+            return Ok(place.clone());
+        }
+        let place = changes
+            .get(&self.tables.checkpoints, &checkpoint)
+            .await?
+            .map(|c| c.place);
+        working.places.insert(checkpoint, place.clone());
+        Ok(place)
+    }
+
+    /// Counts people moving between colours or residences: each
+    /// (residence, change) counts in the residence's province, city and
+    /// county, changes to one region summed first so a region whose counts
+    /// end up the same gets no row.
+    async fn count(
+        &self,
+        working: &mut Working,
+        changes: &Changes<'_>,
+        moves: &[(&str, CountDelta)],
+        hour: Hour,
+    ) -> Result<(), ProjectionError> {
+        let mut by_region: Vec<(String, CountDelta)> = Vec::with_capacity(3 * moves.len());
+        for (residence, delta) in moves {
+            for region in counted_regions(residence) {
+                match by_region.iter_mut().find(|(r, _)| *r == region) {
+                    Some((_, d)) => *d = d.plus(*delta),
+                    None => by_region.push((region, *delta)),
+                }
+            }
+        }
+        for (region, delta) in by_region {
+            if delta.is_zero() {
+                continue;
+            }
+            if !working.tally.has(&region) {
+                let stored = changes.get(&self.tables.colour_totals, &region).await?;
+                working.tally.load(&region, stored);
+            }
+            working.tally.record(&region, delta, hour);
+        }
+        Ok(())
+    }
+
+    /// Writes the working set into the batch.
+    fn flush(&self, working: Working, changes: &mut Changes<'_>) -> Result<(), ProjectionError> {
+        let t = &self.tables;
+        for (key, cached) in working.persons {
+            if let (true, Some(view)) = (cached.dirty, cached.value) {
+                changes.put(&t.persons, &key, &view)?;
+            }
+        }
+        let (totals, rows) = working.tally.into_parts();
+        for (region, totals) in totals {
+            if region.len() == 6 {
+                changes.put(&t.colour_counts, &region, &totals.counts)?;
+            }
+            changes.put(&t.colour_totals, &region, &totals)?;
+        }
+        for ((region, hour), row) in rows {
+            changes.put(&t.colour_history, &(region, hour.index()), &row)?;
+        }
+        Ok(())
+    }
+
     async fn apply_one(
         &self,
         recorded: &RecordedEvent,
         event: HealthEvent,
+        working: &mut Working,
         changes: &mut Changes<'_>,
     ) -> Result<(), ApplyError> {
         let t = &self.tables;
+        let hour = Hour::of(recorded.recorded_at);
         match event {
             HealthEvent::PersonRegistered {
                 person_id,
@@ -304,36 +438,34 @@ impl HealthCodeViews {
                     residence: residence.to_string(),
                     ..PersonView::default()
                 };
-                changes.put(&t.persons, &person_id.to_string(), &view)?;
+                working.persons.insert(
+                    view.person_id.clone(),
+                    Cached {
+                        value: Some(view),
+                        dirty: true,
+                    },
+                );
             }
             HealthEvent::ResidenceChanged { person_id, to, .. } => {
                 let key = person_id.to_string();
-                if let Some(mut view) = changes.get(&t.persons, &key).await? {
-                    if let Some(c) = view.home_colour().map(|c| c.colour.clone()) {
-                        let from = view.county();
-                        changes
-                            .update(&t.colour_counts, &from, ColourCounts::default, |n| {
-                                n.add(&c, -1)
-                            })
-                            .await?;
-                        changes
-                            .update(
-                                &t.colour_counts,
-                                &county_of(&to),
-                                ColourCounts::default,
-                                |n| n.add(&c, 1),
-                            )
-                            .await?;
-                    }
-                    view.residence = to.to_string();
-                    changes.put(&t.persons, &key, &view)?;
+                let Some(view) = self.person(working, changes, &key).await? else {
+                    return Ok(());
+                };
+                let from = std::mem::replace(&mut view.residence, to.to_string());
+                let colour = view.home_colour().map(|c| c.colour.clone());
+                if let Some(c) = colour {
+                    let to = county_of(&to);
+                    let leaving = CountDelta::moving(Some(&c), None);
+                    let moves = [(from.as_str(), leaving), (to.as_str(), leaving.negated())];
+                    self.count(working, changes, &moves, hour).await?;
                 }
             }
             HealthEvent::PersonalDataErased { person_id, .. } => {
-                let key = person_id.to_string();
-                if let Some(mut view) = changes.get(&t.persons, &key).await? {
+                if let Some(view) = self
+                    .person(working, changes, &person_id.to_string())
+                    .await?
+                {
                     view.erased = true;
-                    changes.put(&t.persons, &key, &view)?;
                 }
             }
             HealthEvent::EvidenceRecorded {
@@ -381,13 +513,12 @@ impl HealthCodeViews {
                 };
                 if !entries.is_empty() {
                     let key = person_id.to_string();
-                    if let Some(mut view) = changes.get(&t.persons, &key).await? {
+                    if let Some(view) = self.person(working, changes, &key).await? {
                         for e in entries {
                             if !view.travel.contains(&e) {
-                                push_travel(&mut view, e);
+                                push_travel(view, e);
                             }
                         }
-                        changes.put(&t.persons, &key, &view)?;
                     }
                 }
             }
@@ -404,22 +535,14 @@ impl HealthCodeViews {
                 ..
             } => {
                 let key = person_id.to_string();
-                let Some(mut view) = changes.get(&t.persons, &key).await? else {
+                let Some(view) = self.person(working, changes, &key).await? else {
                     return Ok(());
                 };
                 let region_s = region.to_string();
-                if region_s == view.home_region {
-                    let county = view.county();
+                let home = (region_s == view.home_region).then(|| {
                     let before = view.home_colour().map(|c| c.colour.clone());
-                    changes
-                        .update(&t.colour_counts, &county, ColourCounts::default, |n| {
-                            if let Some(b) = &before {
-                                n.add(b, -1);
-                            }
-                            n.add(colour.as_str(), 1);
-                        })
-                        .await?;
-                }
+                    (view.residence.clone(), before)
+                });
                 view.colours.insert(
                     region_s.clone(),
                     ColourView {
@@ -431,22 +554,23 @@ impl HealthCodeViews {
                         since: rfc3339(at),
                     },
                 );
+                let residence = view.residence.clone();
                 let payload = ColourChange {
-                    person_id: key.clone(),
+                    person_id: key,
                     region: region_s,
                     colour: colour.as_str(),
                     previous: previous.map(|p| p.as_str()),
                     reason: &reason,
                     at: rfc3339(at),
                 };
-                let draft = ChangeDraft::new(
-                    "code.colour",
-                    "code-status",
-                    Some(view.residence.clone()),
-                    &payload,
-                )?;
-                changes.put(&t.persons, &key, &view)?;
+                let draft =
+                    ChangeDraft::new("code.colour", "code-status", Some(residence), &payload)?;
                 changes.publish(recorded, draft)?;
+                if let Some((residence, before)) = home {
+                    let delta = CountDelta::moving(before.as_deref(), Some(colour.as_str()));
+                    self.count(working, changes, &[(residence.as_str(), delta)], hour)
+                        .await?;
+                }
             }
             HealthEvent::CodeGenerated {
                 person_id,
@@ -458,7 +582,7 @@ impl HealthCodeViews {
                 ..
             } => {
                 let key = person_id.to_string();
-                if let Some(mut view) = changes.get(&t.persons, &key).await? {
+                if let Some(view) = self.person(working, changes, &key).await? {
                     view.code = Some(CodeView {
                         code_id: code_id.to_string(),
                         region: region.to_string(),
@@ -466,7 +590,6 @@ impl HealthCodeViews {
                         issued_at: rfc3339(issued_at),
                         expires_at: rfc3339(expires_at),
                     });
-                    changes.put(&t.persons, &key, &view)?;
                 }
             }
             HealthEvent::HealthInfoQueried {
@@ -607,7 +730,9 @@ impl HealthCodeViews {
                     place: place.to_string(),
                     admission: serde_json::to_string(&admission).unwrap_or_default(),
                 };
-                changes.put(&t.checkpoints, &checkpoint_id.to_string(), &row)?;
+                let key = checkpoint_id.to_string();
+                changes.put(&t.checkpoints, &key, &row)?;
+                working.places.insert(key, Some(row.place));
             }
             HealthEvent::CodeScanned {
                 checkpoint_id,
@@ -631,10 +756,9 @@ impl HealthCodeViews {
                     at: rfc3339(at),
                     position: recorded.position.0,
                 };
-                let place = changes
-                    .get(&t.checkpoints, &checkpoint_id.to_string())
-                    .await?
-                    .map(|c| c.place);
+                let place = self
+                    .place(working, changes, checkpoint_id.to_string())
+                    .await?;
                 changes.put(
                     &t.scans,
                     &(checkpoint_id.to_string(), recorded.position.0),
@@ -655,8 +779,10 @@ impl Projection for HealthCodeViews {
         VIEWS
     }
 
+    /// 2: colour counts per province, city and county with an hourly
+    /// series (`colour_totals`, `colour_history`).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn filter(&self) -> EventFilter {
@@ -668,13 +794,19 @@ impl Projection for HealthCodeViews {
         events: &[RecordedEvent],
         changes: &mut Changes<'_>,
     ) -> Result<(), ApplyError> {
+        let mut working = Working::default();
         for recorded in events {
+            if !reads(&recorded.event_type) {
+                continue;
+            }
             // Events of other kinds in these categories are not ours to read.
             let Ok(event) = recorded.json::<HealthEvent>() else {
                 continue;
             };
-            self.apply_one(recorded, event, changes).await?;
+            self.apply_one(recorded, event, &mut working, changes)
+                .await?;
         }
+        self.flush(working, changes)?;
         Ok(())
     }
 }
