@@ -30,6 +30,10 @@ pub const FENGTAI: &str = "110106";
 /// Huaxiang township, where the Xinfadi market is.
 pub const HUAXIANG: &str = "110106018";
 
+/// The demo's enterprise (its id in the hub), which applies for a
+/// work-resumption permit from the portal.
+pub const DEMO_ENTERPRISE: &str = "0190f1e2-0000-7000-8000-00000000e001";
+
 /// Where the demo records its roles (labels and claims, no tokens) for the
 /// portal's sign-in page in development mode (`demoRoles`).
 pub fn roles_path(data: &std::path::Path) -> std::path::PathBuf {
@@ -75,6 +79,9 @@ impl Seeded {
         let mut civil = claims("department", "official-civil-affairs-fengtai".into());
         civil.name = Some("civil-affairs".into());
         civil.region = Some(FENGTAI.into());
+        let mut commerce = claims("department", "official-commerce-fengtai".into());
+        commerce.name = Some("commerce".into());
+        commerce.region = Some(FENGTAI.into());
         vec![
             (
                 "citizen (Huaxiang, exposed)",
@@ -93,6 +100,11 @@ impl Seeded {
             ("health_official (Fengtai)", ft),
             ("department", dept),
             ("department official (civil affairs, Fengtai)", civil),
+            ("department official (commerce, Fengtai)", commerce),
+            (
+                "enterprise (work-resumption applicant)",
+                claims("enterprise", DEMO_ENTERPRISE.into()),
+            ),
             ("auditor", claims("auditor", "auditor-1".into())),
             ("admin", claims("admin", "admin-1".into())),
         ]

@@ -14,6 +14,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../portal/app.js"),
     ),
     (
+        "services.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../portal/services.js"),
+    ),
+    (
         "i18n.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../portal/i18n.js"),
