@@ -1,6 +1,6 @@
-//! Command handling on the event store: load the stream, fold it, decide,
-//! append with the expected revision, and on a concurrency conflict load and
-//! decide again (a bounded number of times). I/O lives here and nowhere else:
+//! Command handling on the event store: fold the stream, decide, append with
+//! the expected revision, and on a concurrency conflict catch up and decide
+//! again (a bounded number of times). I/O lives here and nowhere else:
 //! sealing personal data with the key vault, signing tokens, reading the
 //! policies and risk areas in force, fanning a scan or an approved override
 //! out to the persons' streams.
@@ -8,17 +8,26 @@
 //! Streams: `person-<uuid>`, `riskarea-<code>`, `policy-<region>`,
 //! `checkpoint-<uuid>`, `override-<region>`. Every event carries
 //! [`EventMetadata`] (correlation, causation, actor, region, business time).
+//!
+//! Folded states are kept in a bounded cache (`StateCache`), one entry per
+//! recently used stream with the revision it was folded to. A command reads
+//! only the events after that revision (so writes by another node on the same
+//! store are seen), decides, appends with `Exact(revision)` and folds its own
+//! events into the entry: a stream that grows by one event per scan costs
+//! the same on its thousandth scan as on its first. Commands on one stream
+//! take turns on the entry's lock, so one node does not conflict with itself.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use time::OffsetDateTime;
 use tongban_kernel::{
     Actor, CheckpointId, Clock, CorrelationId, DivisionCode, Divisions, EventId, EventMetadata,
     PersonId, Role,
 };
 use tongban_store::{
-    Direction, EventData, EventFilter, EventStore, ExpectedRevision, ReadFrom, StoreError,
-    StreamName,
+    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom,
+    StoreError, StreamName,
 };
 use uuid::Uuid;
 
@@ -38,6 +47,10 @@ use crate::vault::{self, KeyVault, PersonalData};
 /// How many times a command is decided again after a concurrency conflict.
 pub const MAX_ATTEMPTS: u32 = 5;
 
+/// How many streams' folded states the service keeps (least recently used
+/// first out).
+pub const CACHED_STREAMS: usize = 16_384;
+
 const PAGE: usize = 1024;
 
 fn store_err(e: StoreError) -> HealthCodeError {
@@ -51,6 +64,142 @@ fn stream(name: String) -> Result<StreamName, HealthCodeError> {
 /// Stream of a person.
 pub fn person_stream(id: PersonId) -> Result<StreamName, HealthCodeError> {
     stream(format!("person-{id}"))
+}
+
+/// What a command recorded: its events and where its append landed in the
+/// log (read your writes: pass the position as `minPosition`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    /// The events appended, empty when the command changed nothing.
+    pub events: Vec<HealthEvent>,
+    /// Position of the last event appended; `None` when nothing was appended.
+    pub position: Option<Position>,
+}
+
+impl Recorded {
+    /// Adds what a follow-up append recorded (the later position wins).
+    fn and(mut self, next: Recorded) -> Self {
+        self.events.extend(next.events);
+        self.position = self.position.max(next.position);
+        self
+    }
+}
+
+/// A stream's folded state and the revision it was folded to (`None`: the
+/// stream has no events). Type-erased so one cache serves every aggregate.
+struct Folded {
+    state: Box<dyn Any + Send>,
+    revision: Option<u64>,
+}
+
+/// One stream's cache entry. Empty until folded, and emptied while a command
+/// works on it, so a command cancelled half-way leaves nothing stale behind.
+type Slot = Arc<tokio::sync::Mutex<Option<Folded>>>;
+
+/// Bounded cache of folded stream states, least recently used out first.
+/// Only a speed-up: an evicted or missing entry is folded again from the
+/// store, and a stale one is caught up (or corrected by the expected
+/// revision check) before any decision is appended.
+struct StateCache {
+    capacity: usize,
+    slots: Mutex<Slots>,
+}
+
+/// The entries, and their names in order of last use (a tick per use).
+#[derive(Default)]
+struct Slots {
+    tick: u64,
+    entries: HashMap<StreamName, (Slot, u64)>,
+    by_use: BTreeMap<u64, StreamName>,
+}
+
+impl StateCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            slots: Mutex::new(Slots::default()),
+        }
+    }
+
+    /// The entry of `name`, created empty on first use; evicts the least
+    /// recently used entry when full. A command still holding an evicted
+    /// entry finishes on it; the expected revision keeps it honest.
+    fn slot(&self, name: &StreamName) -> Slot {
+        let mut guard = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slots = &mut *guard;
+        slots.tick += 1;
+        let tick = slots.tick;
+        if let Some((slot, used)) = slots.entries.get_mut(name) {
+            slots.by_use.remove(used);
+            *used = tick;
+            slots.by_use.insert(tick, name.clone());
+            return slot.clone();
+        }
+        while slots.entries.len() >= self.capacity {
+            let Some((_, oldest)) = slots.by_use.pop_first() else {
+                break;
+            };
+            slots.entries.remove(&oldest);
+        }
+        let slot = Slot::default();
+        slots.entries.insert(name.clone(), (slot.clone(), tick));
+        slots.by_use.insert(tick, name.clone());
+        slot
+    }
+
+    /// How many streams have an entry.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries
+            .len()
+    }
+}
+
+/// Takes a stream's state out of its entry: the cached one if it was folded
+/// with the same aggregate, else the empty state at no revision.
+fn take_folded<St: Default + Send + 'static>(entry: &mut Option<Folded>) -> (St, Option<u64>) {
+    match entry.take() {
+        Some(Folded { state, revision }) => match state.downcast::<St>() {
+            Ok(state) => (*state, revision),
+            Err(_) => (St::default(), None),
+        },
+        None => (St::default(), None),
+    }
+}
+
+fn put_folded<St: Send + 'static>(entry: &mut Option<Folded>, state: St, revision: Option<u64>) {
+    *entry = Some(Folded {
+        state: Box::new(state),
+        revision,
+    });
+}
+
+/// Decides several commands on one person as one atomic append: each is
+/// decided on the state the previous ones' events lead to. Pure.
+pub fn decide_person_commands(
+    state: &PersonState,
+    commands: &[PersonCommand],
+    ctx: &DecisionContext<'_>,
+) -> Result<Vec<HealthEvent>, HealthCodeError> {
+    let mut events = Vec::new();
+    let mut next: Option<PersonState> = None;
+    for (i, command) in commands.iter().enumerate() {
+        let produced = person::decide(next.as_ref().unwrap_or(state), command, ctx)?;
+        if !produced.is_empty() && i + 1 < commands.len() {
+            let next = next.get_or_insert_with(|| state.clone());
+            for e in &produced {
+                next.apply(e);
+            }
+        }
+        events.extend(produced);
+    }
+    Ok(events)
 }
 
 /// Read models the service keeps in memory, rebuilt from `$all`.
@@ -99,6 +248,8 @@ pub struct IssuedCode {
     pub token: Vec<u8>,
     /// `HC1:` + Base45, for the QR code.
     pub text: String,
+    /// Position of the append that recorded the code.
+    pub position: Option<Position>,
 }
 
 /// The health-code service: commands in, events out, on any [`EventStore`].
@@ -110,7 +261,8 @@ pub struct HealthCodeService<S: EventStore> {
     override_config: OverrideConfig,
     views: RwLock<Views>,
     signers: RwLock<BTreeMap<DivisionCode, RegionSigner>>,
-    directory: RwLock<KeyDirectory>,
+    directory: RwLock<Arc<KeyDirectory>>,
+    states: StateCache,
 }
 
 impl<S: EventStore> std::fmt::Debug for HealthCodeService<S> {
@@ -146,7 +298,8 @@ impl<S: EventStore> HealthCodeService<S> {
             override_config,
             views: RwLock::new(Views::default()),
             signers: RwLock::new(BTreeMap::new()),
-            directory: RwLock::new(KeyDirectory::new()),
+            directory: RwLock::new(Arc::new(KeyDirectory::new())),
+            states: StateCache::new(CACHED_STREAMS),
         }
     }
 
@@ -181,7 +334,7 @@ impl<S: EventStore> HealthCodeService<S> {
     /// Installs a region's signing key and publishes its public key.
     pub fn install_region_key(&self, key: RegionKey) {
         let region = key.region();
-        write_lock(&self.directory).publish(key.published());
+        Arc::make_mut(&mut *write_lock(&self.directory)).publish(key.published());
         let mut signers = write_lock(&self.signers);
         match signers.get_mut(&region) {
             Some(signer) => {
@@ -195,7 +348,7 @@ impl<S: EventStore> HealthCodeService<S> {
 
     /// The public key directory (what checkpoints carry offline).
     pub fn directory(&self) -> KeyDirectory {
-        read_lock(&self.directory).clone()
+        KeyDirectory::clone(&read_lock(&self.directory))
     }
 
     /// Persons known to the service.
@@ -208,9 +361,18 @@ impl<S: EventStore> HealthCodeService<S> {
         name: &StreamName,
         fold: impl Fn(St, &HealthEvent) -> St,
     ) -> Result<(St, Option<u64>), HealthCodeError> {
-        let mut state = St::default();
-        let mut revision = None;
-        let mut from = ReadFrom::Start;
+        self.catch_up(name, St::default(), None, &fold).await
+    }
+
+    /// Folds the events of `name` after `revision` into `state`.
+    async fn catch_up<St: Default>(
+        &self,
+        name: &StreamName,
+        mut state: St,
+        mut revision: Option<u64>,
+        fold: &impl Fn(St, &HealthEvent) -> St,
+    ) -> Result<(St, Option<u64>), HealthCodeError> {
+        let mut from = revision.map_or(ReadFrom::Start, |r| ReadFrom::At(r + 1));
         loop {
             let page = match self
                 .store
@@ -218,7 +380,8 @@ impl<S: EventStore> HealthCodeService<S> {
                 .await
             {
                 Ok(page) => page,
-                Err(StoreError::StreamNotFound { .. }) => return Ok((state, None)),
+                // Never written (or deleted since it was folded): nothing to fold.
+                Err(StoreError::StreamNotFound { .. }) => return Ok((St::default(), None)),
                 Err(e) => return Err(store_err(e)),
             };
             for recorded in &page {
@@ -239,9 +402,26 @@ impl<S: EventStore> HealthCodeService<S> {
         Ok((state, revision))
     }
 
-    /// Loads, decides, appends with the expected revision; retries on conflict.
+    /// The current folded state of `name`, through the cache.
+    async fn current<St: Default + Clone + Send + 'static>(
+        &self,
+        name: &StreamName,
+        fold: impl Fn(St, &HealthEvent) -> St,
+    ) -> Result<St, HealthCodeError> {
+        let slot = self.states.slot(name);
+        let mut entry = slot.lock().await;
+        let (state, revision) = take_folded::<St>(&mut entry);
+        let (state, revision) = self.catch_up(name, state, revision, &fold).await?;
+        let current = state.clone();
+        put_folded(&mut entry, state, revision);
+        Ok(current)
+    }
+
+    /// Catches the stream's cached state up, decides, appends with the
+    /// expected revision and folds its own events into the cache; on a
+    /// concurrency conflict catches up and decides again.
     #[tracing::instrument(name = "health_code.execute", skip_all, fields(stream = %name))]
-    async fn execute<St: Default>(
+    async fn execute<St: Default + Send + 'static>(
         &self,
         name: &StreamName,
         actor: &Actor,
@@ -249,11 +429,14 @@ impl<S: EventStore> HealthCodeService<S> {
         correlation: CorrelationId,
         fold: impl Fn(St, &HealthEvent) -> St,
         decide: impl Fn(&St, &DecisionContext<'_>) -> Result<Vec<HealthEvent>, HealthCodeError>,
-    ) -> Result<Vec<HealthEvent>, HealthCodeError> {
+    ) -> Result<Recorded, HealthCodeError> {
+        let slot = self.states.slot(name);
+        let mut entry = slot.lock().await;
+        let (mut state, mut revision) = take_folded::<St>(&mut entry);
         for _attempt in 0..MAX_ATTEMPTS {
-            let (state, revision) = self.load(name, &fold).await?;
+            (state, revision) = self.catch_up(name, state, revision, &fold).await?;
             let now = self.clock.now();
-            let events = {
+            let decided = {
                 let views = read_lock(&self.views);
                 let ctx = DecisionContext {
                     now,
@@ -262,11 +445,19 @@ impl<S: EventStore> HealthCodeService<S> {
                     risk: &views.risk,
                     actor,
                 };
-                decide(&state, &ctx)?
+                decide(&state, &ctx)
             };
-            if events.is_empty() {
-                return Ok(events);
-            }
+            let events = match decided {
+                Ok(events) if events.is_empty() => {
+                    put_folded(&mut entry, state, revision);
+                    return Ok(Recorded::default());
+                }
+                Ok(events) => events,
+                Err(e) => {
+                    put_folded(&mut entry, state, revision);
+                    return Err(e);
+                }
+            };
             let metadata = EventMetadata {
                 correlation_id: correlation,
                 causation_id: None,
@@ -281,20 +472,28 @@ impl<S: EventStore> HealthCodeService<S> {
                 .map_err(store_err)?;
             let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
             match self.store.append(name, expected, data).await {
-                Ok(_) => {
+                Ok(appended) => {
+                    for e in &events {
+                        state = fold(state, e);
+                    }
+                    put_folded(&mut entry, state, Some(appended.next_expected_revision));
                     let mut views = write_lock(&self.views);
                     for e in &events {
                         views.apply(e);
                     }
-                    return Ok(events);
+                    return Ok(Recorded {
+                        events,
+                        position: Some(appended.position),
+                    });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
-                    tracing::debug!("concurrency conflict; deciding again");
+                    tracing::debug!("concurrency conflict; catching up and deciding again");
                     continue;
                 }
                 Err(e) => return Err(store_err(e)),
             }
         }
+        put_folded(&mut entry, state, revision);
         Err(HealthCodeError::Conflict {
             stream: name.to_string(),
             attempts: MAX_ATTEMPTS,
@@ -308,6 +507,31 @@ impl<S: EventStore> HealthCodeService<S> {
         person_id: PersonId,
         command: PersonCommand,
     ) -> Result<Vec<HealthEvent>, HealthCodeError> {
+        Ok(self
+            .person_recorded(actor, person_id, command)
+            .await?
+            .events)
+    }
+
+    /// Runs a command on a person's stream; says where it was appended.
+    pub async fn person_recorded(
+        &self,
+        actor: &Actor,
+        person_id: PersonId,
+        command: PersonCommand,
+    ) -> Result<Recorded, HealthCodeError> {
+        self.person_commands(actor, person_id, std::slice::from_ref(&command))
+            .await
+    }
+
+    /// Runs several commands on a person's stream as one atomic append
+    /// (see [`decide_person_commands`]).
+    pub async fn person_commands(
+        &self,
+        actor: &Actor,
+        person_id: PersonId,
+        commands: &[PersonCommand],
+    ) -> Result<Recorded, HealthCodeError> {
         let name = person_stream(person_id)?;
         self.execute(
             &name,
@@ -315,7 +539,7 @@ impl<S: EventStore> HealthCodeService<S> {
             None,
             CorrelationId::new(),
             |s: PersonState, e| s.evolve(e),
-            |s, ctx| match person::decide(s, &command, ctx) {
+            |s, ctx| match decide_person_commands(s, commands, ctx) {
                 Err(HealthCodeError::PersonNotFound(_)) => {
                     Err(HealthCodeError::PersonNotFound(person_id))
                 }
@@ -334,6 +558,21 @@ impl<S: EventStore> HealthCodeService<S> {
         residence: DivisionCode,
         personal: &PersonalData,
     ) -> Result<Vec<HealthEvent>, HealthCodeError> {
+        Ok(self
+            .register_person_recorded(actor, person_id, home_region, residence, personal)
+            .await?
+            .events)
+    }
+
+    /// [`register_person`](Self::register_person), saying where it was appended.
+    pub async fn register_person_recorded(
+        &self,
+        actor: &Actor,
+        person_id: PersonId,
+        home_region: DivisionCode,
+        residence: DivisionCode,
+        personal: &PersonalData,
+    ) -> Result<Recorded, HealthCodeError> {
         let sealed = vault::seal(self.vault.as_ref(), person_id, personal)
             .map_err(|e| HealthCodeError::Vault(e.to_string()))?;
         let command = PersonCommand::Register {
@@ -343,7 +582,7 @@ impl<S: EventStore> HealthCodeService<S> {
             id_document_kind: personal.id_document.kind().into(),
             personal: sealed,
         };
-        self.person(actor, person_id, command).await
+        self.person_recorded(actor, person_id, command).await
     }
 
     /// Reads a person's personal data; a read by anyone but the person is recorded first.
@@ -362,9 +601,7 @@ impl<S: EventStore> HealthCodeService<S> {
             },
         )
         .await?;
-        let (state, _) = self
-            .load(&person_stream(person_id)?, |s: PersonState, e| s.evolve(e))
-            .await?;
+        let state = self.person_state(person_id).await?;
         let sealed = state
             .personal
             .ok_or(HealthCodeError::PersonErased(person_id))?;
@@ -380,12 +617,25 @@ impl<S: EventStore> HealthCodeService<S> {
         actor: &Actor,
         person_id: PersonId,
     ) -> Result<(), HealthCodeError> {
-        self.person(actor, person_id, PersonCommand::ErasePersonalData)
+        self.erase_personal_data_recorded(actor, person_id)
+            .await
+            .map(drop)
+    }
+
+    /// [`erase_personal_data`](Self::erase_personal_data), saying where the
+    /// erasure was appended.
+    pub async fn erase_personal_data_recorded(
+        &self,
+        actor: &Actor,
+        person_id: PersonId,
+    ) -> Result<Recorded, HealthCodeError> {
+        let recorded = self
+            .person_recorded(actor, person_id, PersonCommand::ErasePersonalData)
             .await?;
         self.vault
             .erase(person_id)
             .map_err(|e| HealthCodeError::Vault(e.to_string()))?;
-        Ok(())
+        Ok(recorded)
     }
 
     /// Generates a code in `region` and signs it with the region's active key.
@@ -396,8 +646,8 @@ impl<S: EventStore> HealthCodeService<S> {
         region: DivisionCode,
     ) -> Result<IssuedCode, HealthCodeError> {
         let code_id = Uuid::now_v7();
-        let events = self
-            .person(
+        let Recorded { events, position } = self
+            .person_recorded(
                 actor,
                 person_id,
                 PersonCommand::GenerateCode {
@@ -407,9 +657,7 @@ impl<S: EventStore> HealthCodeService<S> {
                 },
             )
             .await?;
-        let (state, _) = self
-            .load(&person_stream(person_id)?, |s: PersonState, e| s.evolve(e))
-            .await?;
+        let state = self.person_state(person_id).await?;
         let Some(HealthEvent::CodeGenerated {
             colour,
             issued_at,
@@ -444,6 +692,7 @@ impl<S: EventStore> HealthCodeService<S> {
             claims,
             token,
             text,
+            position,
         })
     }
 
@@ -453,6 +702,15 @@ impl<S: EventStore> HealthCodeService<S> {
         actor: &Actor,
         command: RiskAreaCommand,
     ) -> Result<Vec<HealthEvent>, HealthCodeError> {
+        Ok(self.risk_area_recorded(actor, command).await?.events)
+    }
+
+    /// [`risk_area`](Self::risk_area), saying where it was appended.
+    pub async fn risk_area_recorded(
+        &self,
+        actor: &Actor,
+        command: RiskAreaCommand,
+    ) -> Result<Recorded, HealthCodeError> {
         let area = match &command {
             RiskAreaCommand::Declare { area, .. } | RiskAreaCommand::Lift { area } => *area,
         };
@@ -475,6 +733,15 @@ impl<S: EventStore> HealthCodeService<S> {
         actor: &Actor,
         command: PublishPolicy,
     ) -> Result<Vec<HealthEvent>, HealthCodeError> {
+        Ok(self.publish_policy_recorded(actor, command).await?.events)
+    }
+
+    /// [`publish_policy`](Self::publish_policy), saying where it was appended.
+    pub async fn publish_policy_recorded(
+        &self,
+        actor: &Actor,
+        command: PublishPolicy,
+    ) -> Result<Recorded, HealthCodeError> {
         let name = stream(format!("policy-{}", command.region))?;
         self.execute(
             &name,
@@ -489,26 +756,50 @@ impl<S: EventStore> HealthCodeService<S> {
 
     /// Re-evaluates every known person (the scheduled sweep). Returns the colour changes.
     pub async fn reevaluate_all(&self, actor: &Actor) -> Result<Vec<HealthEvent>, HealthCodeError> {
-        let mut changes = Vec::new();
+        Ok(self.reevaluate_all_recorded(actor).await?.events)
+    }
+
+    /// [`reevaluate_all`](Self::reevaluate_all), saying where the last
+    /// change was appended.
+    pub async fn reevaluate_all_recorded(
+        &self,
+        actor: &Actor,
+    ) -> Result<Recorded, HealthCodeError> {
+        let mut changes = Recorded::default();
         for person_id in self.persons() {
-            changes.extend(
-                self.person(actor, person_id, PersonCommand::Reevaluate)
+            changes = changes.and(
+                self.person_recorded(actor, person_id, PersonCommand::Reevaluate)
                     .await?,
             );
         }
         Ok(changes)
     }
 
-    /// Registers a checkpoint.
+    /// Registers a checkpoint or records a scan (and its evidence).
     pub async fn checkpoint(
         &self,
         actor: &Actor,
         checkpoint_id: CheckpointId,
         command: CheckpointCommand,
     ) -> Result<Vec<HealthEvent>, HealthCodeError> {
+        Ok(self
+            .checkpoint_recorded(actor, checkpoint_id, command)
+            .await?
+            .events)
+    }
+
+    /// [`checkpoint`](Self::checkpoint), saying where the last append (the
+    /// scan's evidence on the person's stream) landed. The events are the
+    /// checkpoint's own.
+    pub async fn checkpoint_recorded(
+        &self,
+        actor: &Actor,
+        checkpoint_id: CheckpointId,
+        command: CheckpointCommand,
+    ) -> Result<Recorded, HealthCodeError> {
         let name = stream(format!("checkpoint-{checkpoint_id}"))?;
-        let directory = self.directory();
-        let events = self
+        let directory = Arc::clone(&read_lock(&self.directory));
+        let mut recorded = self
             .execute(
                 &name,
                 actor,
@@ -518,16 +809,22 @@ impl<S: EventStore> HealthCodeService<S> {
                 |s, ctx| checkpoint::decide(s, &command, ctx, &directory),
             )
             .await?;
-        for scan in &events {
-            self.fan_out_scan(actor, scan).await?;
+        for scan in &recorded.events {
+            let evidence = self.fan_out_scan(actor, scan).await?;
+            recorded.position = recorded.position.max(evidence.position);
         }
-        Ok(events)
+        Ok(recorded)
     }
 
     /// A scan is evidence about the person the code belongs to: a measured
-    /// temperature, and a venue visit when admitted. Idempotent (evidence ids
-    /// derive from the scan id), so it can be repeated after a crash.
-    async fn fan_out_scan(&self, actor: &Actor, scan: &HealthEvent) -> Result<(), HealthCodeError> {
+    /// temperature, and a venue visit when admitted, recorded in one append.
+    /// Idempotent (evidence ids derive from the scan id), so it can be
+    /// repeated after a crash.
+    async fn fan_out_scan(
+        &self,
+        actor: &Actor,
+        scan: &HealthEvent,
+    ) -> Result<Recorded, HealthCodeError> {
         let HealthEvent::CodeScanned {
             checkpoint_id,
             scan_id,
@@ -536,7 +833,7 @@ impl<S: EventStore> HealthCodeService<S> {
             ..
         } = scan
         else {
-            return Ok(());
+            return Ok(Recorded::default());
         };
         let (person, place) = {
             let views = read_lock(&self.views);
@@ -546,7 +843,7 @@ impl<S: EventStore> HealthCodeService<S> {
             )
         };
         let (Some(person), Some(place)) = (person, place) else {
-            return Ok(());
+            return Ok(Recorded::default());
         };
         // Recorded on behalf of the checkpoint, whichever side scanned.
         let recorder = Actor {
@@ -555,29 +852,24 @@ impl<S: EventStore> HealthCodeService<S> {
                 checkpoint: *checkpoint_id,
             },
         };
-        for (i, evidence) in checkpoint::scan_evidence(scan, place)
+        let commands: Vec<PersonCommand> = checkpoint::scan_evidence(scan, place)
             .into_iter()
             .enumerate()
-        {
-            let id = EventId::from_u128(scan_id.uuid().as_u128() ^ (i as u128 + 1));
-            let meta = EvidenceMeta {
-                id,
-                source: EvidenceSource::Checkpoint,
-                occurred_at: *at,
-                recorded_by: actor.id,
-            };
-            self.person(
-                &recorder,
-                person,
-                PersonCommand::RecordEvidence {
-                    meta,
-                    evidence,
-                    ext: None,
+            .map(|(i, evidence)| PersonCommand::RecordEvidence {
+                meta: EvidenceMeta {
+                    id: EventId::from_u128(scan_id.uuid().as_u128() ^ (i as u128 + 1)),
+                    source: EvidenceSource::Checkpoint,
+                    occurred_at: *at,
+                    recorded_by: actor.id,
                 },
-            )
-            .await?;
+                evidence,
+                ext: None,
+            })
+            .collect();
+        if commands.is_empty() {
+            return Ok(Recorded::default());
         }
-        Ok(())
+        self.person_commands(&recorder, person, &commands).await
     }
 
     /// Finishes work a crash may have interrupted between two appends:
@@ -664,13 +956,28 @@ impl<S: EventStore> HealthCodeService<S> {
         region: DivisionCode,
         command: OverrideCommand,
     ) -> Result<Vec<HealthEvent>, HealthCodeError> {
+        Ok(self
+            .override_colours_recorded(actor, region, command)
+            .await?
+            .events)
+    }
+
+    /// [`override_colours`](Self::override_colours), saying where the last
+    /// append (the override's, or its last application to a person) landed.
+    /// The events are the override stream's own.
+    pub async fn override_colours_recorded(
+        &self,
+        actor: &Actor,
+        region: DivisionCode,
+        command: OverrideCommand,
+    ) -> Result<Recorded, HealthCodeError> {
         let name = stream(format!("override-{region}"))?;
         let config = self.override_config;
         let override_id = match &command {
             OverrideCommand::Request { override_id, .. }
             | OverrideCommand::Approve { override_id } => *override_id,
         };
-        let events = self
+        let mut recorded = self
             .execute(
                 &name,
                 actor,
@@ -680,21 +987,20 @@ impl<S: EventStore> HealthCodeService<S> {
                 |s, ctx| overrides::decide(s, &command, ctx, &config),
             )
             .await?;
-        if !events.is_empty() {
+        if !recorded.events.is_empty() {
             let (state, _) = self.load(&name, |s: OverrideState, e| s.evolve(e)).await?;
             for (person_id, apply) in state.applications(&override_id) {
-                self.person(actor, person_id, apply).await?;
+                let applied = self.person_recorded(actor, person_id, apply).await?;
+                recorded.position = recorded.position.max(applied.position);
             }
         }
-        Ok(events)
+        Ok(recorded)
     }
 
     /// The folded state of a person (for queries and tests).
     pub async fn person_state(&self, person_id: PersonId) -> Result<PersonState, HealthCodeError> {
-        Ok(self
-            .load(&person_stream(person_id)?, |s: PersonState, e| s.evolve(e))
-            .await?
-            .0)
+        self.current(&person_stream(person_id)?, |s: PersonState, e| s.evolve(e))
+            .await
     }
 
     /// Every event of a person's stream, in order (audit replay).
@@ -714,4 +1020,46 @@ impl<S: EventStore> HealthCodeService<S> {
 
 fn truncate(t: OffsetDateTime) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(t.unix_timestamp()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> StreamName {
+        StreamName::parse(s.to_owned()).unwrap_or_else(|e| panic!("test stream name: {e}"))
+    }
+
+    #[test]
+    fn the_cache_keeps_the_recently_used_streams_and_drops_the_least_recently_used() {
+        // Given a cache of two streams holding a and b, where a was used last,
+        let cache = StateCache::new(2);
+        let a = cache.slot(&name("person-a"));
+        let b = cache.slot(&name("person-b"));
+        assert!(Arc::ptr_eq(&a, &cache.slot(&name("person-a"))));
+
+        // when a third stream is used,
+        cache.slot(&name("person-c"));
+
+        // then b is dropped and a is kept.
+        assert_eq!(cache.len(), 2);
+        assert!(Arc::ptr_eq(&a, &cache.slot(&name("person-a"))));
+        assert!(!Arc::ptr_eq(&b, &cache.slot(&name("person-b"))));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_state_folded_by_another_aggregate_is_not_taken_for_this_one() {
+        // Given an entry holding a checkpoint's state at revision 3,
+        let mut entry = None;
+        put_folded(&mut entry, CheckpointState::default(), Some(3));
+
+        // when a person's state is taken from it,
+        let (state, revision) = take_folded::<PersonState>(&mut entry);
+
+        // then it starts over from the empty state.
+        assert_eq!(state, PersonState::default());
+        assert_eq!(revision, None);
+        assert!(entry.is_none());
+    }
 }

@@ -16,6 +16,7 @@ use crate::events::{Evidence, EvidenceMeta, EvidenceSource, HealthEvent};
 use crate::graphql::api::{
     self, api, caller, coded, domain, forbidden, invalid, subject, HealthCodeApi,
 };
+use crate::handler::Recorded;
 use crate::overrides::OverrideCommand;
 use crate::person::{PersonCommand, Trip};
 use crate::policy::{PolicyDocument, PublishPolicy};
@@ -31,7 +32,8 @@ pub struct HealthCodeMutation;
 /// What a command did.
 #[derive(SimpleObject)]
 pub struct CommandResult {
-    /// The log position after the command: pass it as `minPosition`.
+    /// The log position of the command's own append (the log's head when it
+    /// appended nothing): pass it as `minPosition`.
     pub position: u64,
     /// The events recorded (type names), empty if nothing changed.
     pub events: Vec<String>,
@@ -242,9 +244,9 @@ async fn record(
     meta: EvidenceMeta,
     evidence: Evidence,
 ) -> Result<CommandResult> {
-    let events = api(ctx)?
+    let recorded = api(ctx)?
         .service
-        .person(
+        .person_recorded(
             actor,
             person,
             PersonCommand::RecordEvidence {
@@ -255,21 +257,27 @@ async fn record(
         )
         .await
         .map_err(domain)?;
-    done(ctx, &events, None).await
+    done(ctx, &recorded, None).await
 }
 
-async fn done(
-    ctx: &Context<'_>,
-    events: &[HealthEvent],
-    id: Option<String>,
-) -> Result<CommandResult> {
+/// Where a command's own append landed; the log's head when it appended
+/// nothing (an idempotent repeat: what it repeats is at or before the head).
+async fn position(api: &HealthCodeApi, position: Option<tongban_store::Position>) -> Result<u64> {
+    match position {
+        Some(p) => Ok(p.0),
+        None => Ok(api.position().await?),
+    }
+}
+
+async fn done(ctx: &Context<'_>, recorded: &Recorded, id: Option<String>) -> Result<CommandResult> {
     let api = api(ctx)?;
+    let events = &recorded.events;
     let colour = events.iter().rev().find_map(|e| match e {
         HealthEvent::ColourChanged { colour, .. } => Some(colour.as_str().to_string()),
         _ => None,
     });
     Ok(CommandResult {
-        position: api.position().await?,
+        position: position(api, recorded.position).await?,
         events: events.iter().map(|e| e.type_name().to_string()).collect(),
         colour,
         id,
@@ -346,12 +354,12 @@ impl HealthCodeMutation {
         let residence = api::division(api, "residence", &input.residence)?;
         let document = IdentityDocument::parse(&input.id_kind, &input.id_number).map_err(domain)?;
         let personal = PersonalData::new(document, &input.name, &input.phone).map_err(domain)?;
-        let events = api
+        let recorded = api
             .service
-            .register_person(actor, person, home, residence, &personal)
+            .register_person_recorded(actor, person, home, residence, &personal)
             .await
             .map_err(domain)?;
-        done(ctx, &events, Some(person.to_string())).await
+        done(ctx, &recorded, Some(person.to_string())).await
     }
 
     /// GB/T 38963 "declare health information": symptoms, temperature and
@@ -387,12 +395,12 @@ impl HealthCodeMutation {
             declared_travel,
             ext: ext(biz_ext_data)?,
         };
-        let events = api
+        let recorded = api
             .service
-            .person(actor, person, command)
+            .person_recorded(actor, person, command)
             .await
             .map_err(domain)?;
-        done(ctx, &events, None).await
+        done(ctx, &recorded, None).await
     }
 
     /// GB/T 38963 "declare an itinerary".
@@ -426,12 +434,12 @@ impl HealthCodeMutation {
             trips,
             ext: ext(biz_ext_data)?,
         };
-        let events = api
+        let recorded = api
             .service
-            .person(actor, person, command)
+            .person_recorded(actor, person, command)
             .await
             .map_err(domain)?;
-        done(ctx, &events, None).await
+        done(ctx, &recorded, None).await
     }
 
     /// GB/T 38963 "request to call a code": an app or scene asks to show
@@ -452,12 +460,12 @@ impl HealthCodeMutation {
             purpose,
             ext: ext(biz_ext_data)?,
         };
-        let events = api
+        let recorded = api
             .service
-            .person(actor, person, command)
+            .person_recorded(actor, person, command)
             .await
             .map_err(domain)?;
-        done(ctx, &events, None).await
+        done(ctx, &recorded, None).await
     }
 
     /// GB/T 38963 "generate a code": a signed code for `region` (default:
@@ -497,7 +505,7 @@ impl HealthCodeMutation {
             expires_at: fmt(issued.claims.expires_at),
             text: issued.text,
             svg,
-            position: api.position().await?,
+            position: position(api, issued.position).await?,
         })
     }
 
@@ -520,12 +528,12 @@ impl HealthCodeMutation {
             reason,
             ext: ext(biz_ext_data)?,
         };
-        let events = api
+        let recorded = api
             .service
-            .person(actor, person, command)
+            .person_recorded(actor, person, command)
             .await
             .map_err(domain)?;
-        done(ctx, &events, Some(appeal_id.to_string())).await
+        done(ctx, &recorded, Some(appeal_id.to_string())).await
     }
 
     /// A laboratory records a test result.
@@ -628,13 +636,13 @@ impl HealthCodeMutation {
             area: api::division(api, "area", &area)?,
             level,
         };
-        let events = api
+        let recorded = api
             .service
-            .risk_area(actor, command)
+            .risk_area_recorded(actor, command)
             .await
             .map_err(domain)?;
-        reevaluate_in_background(api, actor, &events);
-        done(ctx, &events, None).await
+        reevaluate_in_background(api, actor, &recorded.events);
+        done(ctx, &recorded, None).await
     }
 
     /// Lifts a risk area.
@@ -644,13 +652,13 @@ impl HealthCodeMutation {
         let command = RiskAreaCommand::Lift {
             area: api::division(api, "area", &area)?,
         };
-        let events = api
+        let recorded = api
             .service
-            .risk_area(actor, command)
+            .risk_area_recorded(actor, command)
             .await
             .map_err(domain)?;
-        reevaluate_in_background(api, actor, &events);
-        done(ctx, &events, None).await
+        reevaluate_in_background(api, actor, &recorded.events);
+        done(ctx, &recorded, None).await
     }
 
     /// Publishes a region's policy (JsonLogic rules over the facts).
@@ -670,12 +678,12 @@ impl HealthCodeMutation {
             policy_id,
             document,
         };
-        let events = api
+        let recorded = api
             .service
-            .publish_policy(actor, command)
+            .publish_policy_recorded(actor, command)
             .await
             .map_err(domain)?;
-        done(ctx, &events, None).await
+        done(ctx, &recorded, None).await
     }
 
     /// Registers a checkpoint (by a health official of its area). The
@@ -694,8 +702,9 @@ impl HealthCodeMutation {
         let admission = admission
             .map(|a| a.0.to_string())
             .unwrap_or_else(|| r#"{"admit":["green"]}"#.into());
-        api.service
-            .checkpoint(
+        let recorded = api
+            .service
+            .checkpoint_recorded(
                 actor,
                 checkpoint_id,
                 CheckpointCommand::Register {
@@ -712,7 +721,7 @@ impl HealthCodeMutation {
         Ok(RegisteredCheckpoint {
             checkpoint_id: checkpoint_id.to_string(),
             place_code: crate::token::place_text(&token),
-            position: api.position().await?,
+            position: position(api, recorded.position).await?,
         })
     }
 
@@ -762,9 +771,9 @@ impl HealthCodeMutation {
         } else {
             ScanDirection::GuardScansPerson
         };
-        let events = api
+        let recorded = api
             .service
-            .checkpoint(
+            .checkpoint_recorded(
                 actor,
                 checkpoint,
                 CheckpointCommand::Scan {
@@ -777,7 +786,8 @@ impl HealthCodeMutation {
             )
             .await
             .map_err(domain)?;
-        let (admitted, colour, reason) = events
+        let (admitted, colour, reason) = recorded
+            .events
             .iter()
             .find_map(|e| match e {
                 HealthEvent::CodeScanned {
@@ -794,7 +804,7 @@ impl HealthCodeMutation {
             colour,
             reason,
             scan_id: scan_id.to_string(),
-            position: api.position().await?,
+            position: position(api, recorded.position).await?,
         })
     }
 
@@ -810,16 +820,16 @@ impl HealthCodeMutation {
         let api = api(ctx)?;
         let person = api::person_id("personId", &person_id)?;
         let appeal_id = Uuid::parse_str(appeal_id.trim()).map_err(|e| invalid("appealId", e))?;
-        let events = api
+        let recorded = api
             .service
-            .person(
+            .person_recorded(
                 actor,
                 person,
                 PersonCommand::UpholdAppeal { appeal_id, reason },
             )
             .await
             .map_err(domain)?;
-        done(ctx, &events, None).await
+        done(ctx, &recorded, None).await
     }
 
     /// An official overrides colours (answering an appeal or a case); above
@@ -866,12 +876,12 @@ impl HealthCodeMutation {
             answers,
             expires_at: parse_time("expiresAt", &expires_at)?,
         };
-        let events = api
+        let recorded = api
             .service
-            .override_colours(actor, region, command)
+            .override_colours_recorded(actor, region, command)
             .await
             .map_err(domain)?;
-        done(ctx, &events, Some(override_id.to_string())).await
+        done(ctx, &recorded, Some(override_id.to_string())).await
     }
 
     /// A second official approves a pending override.
@@ -886,12 +896,12 @@ impl HealthCodeMutation {
         let region = api::division(api, "region", &region)?;
         let override_id =
             Uuid::parse_str(override_id.trim()).map_err(|e| invalid("overrideId", e))?;
-        let events = api
+        let recorded = api
             .service
-            .override_colours(actor, region, OverrideCommand::Approve { override_id })
+            .override_colours_recorded(actor, region, OverrideCommand::Approve { override_id })
             .await
             .map_err(domain)?;
-        done(ctx, &events, None).await
+        done(ctx, &recorded, None).await
     }
 
     /// Erases a person's personal data (crypto-shredding): the person or an admin.
@@ -903,11 +913,14 @@ impl HealthCodeMutation {
         let actor = caller(ctx)?;
         let api = api(ctx)?;
         let person = subject(actor, person_id.as_ref().map(|p| p.as_str()))?;
-        api.service
-            .erase_personal_data(actor, person)
+        let mut recorded = api
+            .service
+            .erase_personal_data_recorded(actor, person)
             .await
             .map_err(domain)?;
-        done(ctx, &[], None).await
+        // The answer lists no events, as it always has; only the position.
+        recorded.events.clear();
+        done(ctx, &recorded, None).await
     }
 
     /// Re-evaluates every person's colour as time passes (admin).
@@ -920,7 +933,11 @@ impl HealthCodeMutation {
             "admin",
         )?;
         let api = api(ctx)?;
-        let events = api.service.reevaluate_all(actor).await.map_err(domain)?;
-        done(ctx, &events, None).await
+        let recorded = api
+            .service
+            .reevaluate_all_recorded(actor)
+            .await
+            .map_err(domain)?;
+        done(ctx, &recorded, None).await
     }
 }
