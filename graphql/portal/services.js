@@ -500,6 +500,9 @@
       if (!isAlive()) return "";
       for (const s of d.catalogue) catalogue.set(s.code, s);
       clear(results);
+      // What these results answer (a new search replaces them).
+      results.dataset.keyword = kw.value.trim();
+      results.dataset.region = rg.value.trim();
       if (!d.catalogue.length) { results.append(h("p", { class: "muted", id: "svc-none" }, t("services.none_found"))); return ""; }
       results.append(h("p", { class: "muted small" }, t("services.found", { n: d.catalogue.length })),
         h("ul", { class: "svc-items" }, d.catalogue.map((s) => {
@@ -744,7 +747,10 @@
             h("span", { class: "g", style: "width:" + pct(w.green) }), h("span", { class: "y", style: "width:" + pct(w.yellow) }),
             h("span", { class: "r", style: "width:" + pct(w.red) })),
           h("p", { class: "small muted" }, t("queue.counts", { g: w.green, y: w.yellow, r: w.red, u: w.unknown })));
-      } catch (e) { box.append(errorBox(e)); }
+      } catch (e) {
+        // No employment registry connected: say so plainly, it is no fault.
+        box.append(/employment registry/.test(e.message || "") ? h("p", { class: "na", id: "workforce-na" }, e.message) : errorBox(e));
+      }
       return box;
     }
     function actions(a) {

@@ -84,7 +84,7 @@ async fn a_citizen_applies_for_the_elderly_care_subsidy_and_sees_the_officials_a
     citizen.fill("#svc-region", FENGTAI).await?;
     citizen.click("#svc-search-go").await?;
     citizen
-        .click(r#"#svc-results a.svc-open[data-service="elderly-care-subsidy"]"#)
+        .click(r#"#svc-results[data-keyword="elderly"] a.svc-open[data-service="elderly-care-subsidy"]"#)
         .await?;
     citizen.wait_for("#apply-form", 15).await?;
     citizen.screenshot("1-form").await?;
@@ -187,6 +187,119 @@ async fn a_citizen_applies_for_the_elderly_care_subsidy_and_sees_the_officials_a
     official.wait_for("#queue-empty", 15).await?;
 
     citizen.finish().await?;
+    official.finish().await?;
+    Ok(())
+}
+
+/// The work-resumption permit as the standard catalogue defines it
+/// (`tongban_cases::standard::work_resumption_permit`), for Beijing.
+fn work_resumption_permit() -> Value {
+    json!({
+        "code": "work-resumption-permit",
+        "name": "Enterprise work-resumption permit",
+        "department": "commerce",
+        "description": "An enterprise applies to resume work on site; the reviewing official sees the share of its registered employees holding a green health code.",
+        "requiredDocuments": ["Business licence", "Epidemic prevention plan"],
+        "eligibleRegions": ["11"],
+        "processingDays": 5,
+        "formSchema": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "required": ["enterpriseName", "creditCode", "registeredEmployees", "siteAddress", "preventionMeasures"],
+            "additionalProperties": false,
+            "properties": {
+                "enterpriseName": {"type": "string", "minLength": 2, "maxLength": 200},
+                "creditCode": {"type": "string", "pattern": "^[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}$"},
+                "registeredEmployees": {"type": "integer", "minimum": 1},
+                "siteAddress": {"type": "string", "minLength": 4},
+                "resumeOn": {"type": "string", "format": "date"},
+                "preventionMeasures": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 2}}
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enterprise_applies_for_a_work_resumption_permit_and_supplements_what_the_official_asks_for(
+) -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let base = app.url("");
+    let admin = app.token("admin", "admin-1", None)?;
+    app.data(
+        &admin,
+        r#"mutation($s: ServiceInput!) { publishService(service: $s) { position } }"#,
+        json!({"s": work_resumption_permit()}),
+    )?;
+    let enterprise = uuid::Uuid::now_v7().to_string();
+    let enterprise_token = app.token("enterprise", &enterprise, None)?;
+    let official_token = app.token("department", "commerce", Some(FENGTAI))?;
+
+    let mut driver = Driver::start()?;
+
+    // 1. The enterprise's start page is "My services": it finds the permit
+    // and applies.
+    let firm = driver.browser("services-enterprise", 390, 844).await?;
+    firm.sign_in(&base, &enterprise_token).await?;
+    firm.fill("#svc-keyword", "work resumption").await?;
+    firm.fill("#svc-region", FENGTAI).await?;
+    firm.click("#svc-search-go").await?;
+    firm.click(r#"#svc-results[data-keyword="work resumption"] a.svc-open[data-service="work-resumption-permit"]"#)
+        .await?;
+    firm.fill("#apply-enterpriseName", "Fengtai Precision Parts Co.")
+        .await?;
+    firm.fill("#apply-creditCode", "91110106MA01ABCD3X").await?;
+    firm.fill("#apply-registeredEmployees", "120").await?;
+    firm.fill("#apply-siteAddress", "1 Huaxiang Road").await?;
+    firm.fill(
+        "#apply-preventionMeasures",
+        "temperature checks at the gate\nstaggered shifts",
+    )
+    .await?;
+    firm.click("#apply-go").await?;
+    firm.wait_for(r#"#app-status[data-status="submitted"]"#, 15)
+        .await?;
+    firm.full_screenshot("1-submitted").await?;
+
+    // 2. The commerce official of Fengtai opens it, sees the workforce
+    // section (counts only; no employment registry in this hub), and asks
+    // for more information.
+    let official = driver.browser("services-commerce", 1280, 900).await?;
+    official.sign_in(&base, &official_token).await?;
+    official.click("#queue-list a.queue-open").await?;
+    official.click("#queue-open-go").await?;
+    official.wait_for("#workforce", 15).await?;
+    official
+        .fill("#case-request", "The site's ventilation plan")
+        .await?;
+    official.click("#case-request-go").await?;
+    official
+        .wait_for(r#"#case-status[data-status="awaiting_information"]"#, 15)
+        .await?;
+    let workforce = official.text("#workforce").await?;
+    assert!(
+        workforce.contains("no employee is identified"),
+        "{workforce}"
+    );
+    official.full_screenshot("2-requested").await?;
+
+    // 3. The enterprise sees the request arrive and supplements.
+    firm.wait_for(r#"#app-status[data-status="awaiting_information"]"#, 30)
+        .await?;
+    let asked = firm.text("#app-requested").await?;
+    assert!(asked.contains("ventilation plan"), "{asked}");
+    firm.fill("#supplement-siteAddress", "1 Huaxiang Road, building 3")
+        .await?;
+    firm.fill(
+        "#supplement-note",
+        "Ventilation plan attached to the site file",
+    )
+    .await?;
+    firm.click("#supplement-go").await?;
+    firm.wait_for(r#"#app-status[data-status="under_review"]"#, 15)
+        .await?;
+    firm.full_screenshot("3-supplemented").await?;
+
+    firm.finish().await?;
     official.finish().await?;
     Ok(())
 }
