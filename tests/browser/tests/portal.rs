@@ -519,9 +519,17 @@ async fn a_bulk_override_waits_for_a_second_official_who_approves_it_in_the_port
     second.wait_for("#no-overrides", 30).await?;
     second.screenshot("3-approved").await?;
 
-    // The override now applies: every resident is yellow by official override.
+    // The override now applies: every resident is yellow by official
+    // override (read once the read models reached the log's head).
+    let admin = app.token("admin", "admin-1", None)?;
+    let head = app.data(&admin, "{ logHead { position } }", json!({}))?;
+    let head = head["logHead"]["position"].clone();
     for token in &citizen_tokens {
-        let me = app.data(token, "{ me { colour { colour reason } } }", json!({}))?;
+        let me = app.data(
+            token,
+            "query($pos: Int) { me(minPosition: $pos) { colour { colour reason } } }",
+            json!({"pos": head}),
+        )?;
         assert_eq!(me["me"]["colour"]["colour"], "yellow", "{me}");
         assert_eq!(me["me"]["colour"]["reason"], "OFFICIAL_OVERRIDE", "{me}");
     }
