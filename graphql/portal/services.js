@@ -173,7 +173,7 @@
       .badge.zero { background: var(--line); color: var(--muted); }
       .check-row { display: flex; gap: .5rem; align-items: center; }
       .check-row input { width: auto; }
-      dl.form-view { display: grid; grid-template-columns: minmax(7rem, max-content) 1fr; gap: .25rem .75rem; margin: 0; }
+      dl.form-view { display: grid; grid-template-columns: minmax(0, 2fr) minmax(0, 3fr); gap: .25rem .75rem; margin: 0; }
       dl.form-view dt { color: var(--muted); } dl.form-view dd { margin: 0; word-break: break-word; }
       .share { height: 1rem; border-radius: .25rem; background: var(--wash); overflow: hidden; display: flex; }
       .share .g { background: var(--green); } .share .y { background: var(--yellow-qr); } .share .r { background: var(--red); }
@@ -472,7 +472,7 @@
     const application = q.get("application");
     const service = q.get("service");
     const isAlive = () => alive;
-    const reloadDetail = application ? (p) => applicationView(view, application, p, isAlive, null, true) : null;
+    const reloadDetail = application ? (p) => applicationView(view, application, p, isAlive, loadApps, true) : null;
     const first = application ? applicationView(view, application, pos, isAlive, loadApps, false)
       : service ? serviceView(view, service, q.get("region") || "", isAlive)
         : searchView(view, q.get("keyword") || "", q.get("region") || "", isAlive);

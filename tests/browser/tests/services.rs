@@ -297,7 +297,20 @@ async fn an_enterprise_applies_for_a_work_resumption_permit_and_supplements_what
     firm.click("#supplement-go").await?;
     firm.wait_for(r#"#app-status[data-status="under_review"]"#, 15)
         .await?;
+    firm.wait_for(r#"#my-apps li[data-status="under_review"]"#, 15)
+        .await?;
     firm.full_screenshot("3-supplemented").await?;
+
+    // 4. In Chinese, the same page names the service and its fields in Chinese.
+    firm.click("#lang").await?;
+    firm.wait_for(r#"#app-status[data-status="under_review"]"#, 15)
+        .await?;
+    let zh = firm.text("#application").await?;
+    assert!(
+        zh.contains("企业复工复产许可") && zh.contains("统一社会信用代码"),
+        "{zh}"
+    );
+    firm.full_screenshot("4-zh").await?;
 
     firm.finish().await?;
     official.finish().await?;
