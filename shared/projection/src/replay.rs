@@ -102,6 +102,11 @@ pub async fn prepare(
 /// Feeds committed events after the checkpoint up to `until` (inclusive)
 /// to `projection`, `batch_size` at a time. After each commit `on_batch`
 /// sees the checkpoint and the published records, and can stop the replay.
+///
+/// The next page of events is read while the current one is applied and
+/// committed (reading the log needs nothing from the read model), so the
+/// commit's write and the log's read overlap; batches are still applied
+/// and committed one after the other, in order.
 pub async fn replay(
     events: &dyn EventStore,
     projection: &dyn Projection,
@@ -113,16 +118,22 @@ pub async fn replay(
 ) -> Result<(), ProjectionError> {
     let filter = projection.filter();
     let batch_size = batch_size.max(1);
+    let mut prefetched: Option<Vec<RecordedEvent>> = None;
     loop {
         if checkpoint.position.is_some_and(|p| p >= until) {
             return Ok(());
         }
-        let from = checkpoint
-            .position
-            .map_or(ReadFrom::Start, |p| ReadFrom::At(p.next()));
-        let mut page = events
-            .read_all(Direction::Forwards, from, batch_size, &filter)
-            .await?;
+        let mut page = match prefetched.take() {
+            Some(page) => page,
+            None => {
+                let from = checkpoint
+                    .position
+                    .map_or(ReadFrom::Start, |p| ReadFrom::At(p.next()));
+                events
+                    .read_all(Direction::Forwards, from, batch_size, &filter)
+                    .await?
+            }
+        };
         // A short page scanned to the head, which is past `until`.
         let exhausted = page.len() < batch_size;
         page.retain(|e| e.position <= until);
@@ -131,9 +142,23 @@ pub async fn replay(
         } else {
             page.last().map_or(until, |e| e.position)
         };
-        let published = apply_batch(projection, models, checkpoint, &page, scanned_to).await?;
-        if on_batch(checkpoint, published).is_break() {
+        let next = async {
+            if scanned_to >= until {
+                return Ok(None);
+            }
+            let from = ReadFrom::At(scanned_to.next());
+            events
+                .read_all(Direction::Forwards, from, batch_size, &filter)
+                .await
+                .map(Some)
+        };
+        let (published, next) = futures::join!(
+            apply_batch(projection, models, checkpoint, &page, scanned_to),
+            next
+        );
+        if on_batch(checkpoint, published?).is_break() {
             return Ok(());
         }
+        prefetched = next?;
     }
 }

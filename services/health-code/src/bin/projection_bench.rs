@@ -49,8 +49,12 @@ use tongban_kernel::{
     Actor, ActorId, CheckpointId, CorrelationId, DivisionCode, DivisionLevel, Divisions, EventId,
     EventMetadata, PersonId, Role,
 };
-use tongban_projection::{EmbeddedReadModels, ProjectionRunner, RunnerConfig};
-use tongban_store::{EmbeddedStore, EventData, EventStore, ExpectedRevision, StreamName};
+use tongban_projection::{
+    ApplyError, Changes, EmbeddedReadModels, Projection, ProjectionRunner, RunnerConfig,
+};
+use tongban_store::{
+    EmbeddedStore, EventData, EventFilter, EventStore, ExpectedRevision, RecordedEvent, StreamName,
+};
 use uuid::Uuid;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -130,6 +134,17 @@ fn status_kib(field: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU seconds this process used so far (all threads, user and system;
+/// clock ticks of 1/100 s). On a shared machine, events per CPU second
+/// tell more than events per wall-clock second.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// Resets the peak resident set size (Linux 4.0+), so VmHWM measures
@@ -304,7 +319,7 @@ impl Generator {
         let roll = self.rng.gen_range(0..1000);
         if roll < 2 {
             self.risk_append()
-        } else if roll < 120 {
+        } else if roll < 45 {
             self.scan_append()
         } else {
             self.person_append()
@@ -741,6 +756,32 @@ async fn generate(
     Ok((generators, mix))
 }
 
+/// A projection that reads what `health_code` reads and does nothing.
+struct Noop;
+
+#[async_trait::async_trait]
+impl Projection for Noop {
+    fn name(&self) -> &str {
+        "noop"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn filter(&self) -> EventFilter {
+        HealthCodeViews::default().filter()
+    }
+
+    async fn apply(
+        &self,
+        _events: &[RecordedEvent],
+        _changes: &mut Changes<'_>,
+    ) -> Result<(), ApplyError> {
+        Ok(())
+    }
+}
+
 fn runner_config(batch: usize) -> RunnerConfig {
     RunnerConfig {
         batch_size: batch,
@@ -906,6 +947,24 @@ async fn main() -> BenchResult<()> {
         format!("{:.0}", head as f64 / generated.as_secs_f64()),
     );
 
+    // The ceiling: the same catch-up with a projection that does nothing
+    // (reading the log, the runner, empty commits).
+    let noop_dir = dir.join("noop");
+    let noop = ProjectionRunner::new(
+        events.clone(),
+        Arc::new(EmbeddedReadModels::open(&noop_dir)?),
+        runner_config(args.batch),
+    );
+    let started = Instant::now();
+    noop.start(Arc::new(Noop))?;
+    noop.wait_for_head(StdDuration::from_secs(3600)).await?;
+    let took = started.elapsed().as_secs_f64();
+    noop.shutdown().await;
+    line(
+        "read_only_events_per_second",
+        format!("{:.0}", head as f64 / took),
+    );
+
     // Catch-up of every health-code projection from zero.
     let before = status_kib("VmHWM").unwrap_or(0);
     let rss_before = status_kib("VmRSS").unwrap_or(0);
@@ -917,6 +976,7 @@ async fn main() -> BenchResult<()> {
         runner_config(args.batch),
     ));
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     runner.start(Arc::new(HealthCodeViews::default()))?;
     runner.wait_for_head(StdDuration::from_secs(3600)).await?;
     let took = started.elapsed().as_secs_f64();
@@ -929,6 +989,22 @@ async fn main() -> BenchResult<()> {
         format!("{:.0}", head as f64 / took),
     );
     line("catchup_target_events_per_second", 200_000);
+    if let (Some(a), Some(b)) = (cpu_started, cpu_seconds()) {
+        line("catchup_cpu_seconds", format!("{:.2}", b - a));
+        line(
+            "catchup_events_per_cpu_second",
+            format!("{:.0}", head as f64 / (b - a).max(0.01)),
+        );
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        line(
+            "loadavg_after_catchup",
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
     line("peak_rss_kib_before_catchup", before);
     line("rss_kib_before_catchup", rss_before);
     if reset {
