@@ -10,11 +10,13 @@
 //! [`EventMetadata`] (correlation, causation, actor, region, business time).
 //!
 //! Folded states are kept in a bounded cache (`StateCache`), one entry per
-//! recently used stream with the revision it was folded to. A command reads
-//! only the events after that revision (so writes by another node on the same
-//! store are seen), decides, appends with `Exact(revision)` and folds its own
-//! events into the entry: a stream that grows by one event per scan costs
-//! the same on its thousandth scan as on its first. Commands on one stream
+//! recently used stream with the revision it was folded to. A command decides
+//! on it, appends with `Exact(revision)` and folds its own events into the
+//! entry: a stream that grows by one event per scan costs the same on its
+//! thousandth scan as on its first. Writes by another node on the same store
+//! are seen by reading only the events after the cached revision: when the
+//! append is refused as a conflict, and before a command answers that it
+//! changes nothing or is refused. Commands on one stream
 //! take turns on the entry's lock, so one node does not conflict with itself.
 
 use std::any::Any;
@@ -161,16 +163,11 @@ impl StateCache {
     }
 }
 
-/// Takes a stream's state out of its entry: the cached one if it was folded
-/// with the same aggregate, else the empty state at no revision.
-fn take_folded<St: Default + Send + 'static>(entry: &mut Option<Folded>) -> (St, Option<u64>) {
-    match entry.take() {
-        Some(Folded { state, revision }) => match state.downcast::<St>() {
-            Ok(state) => (*state, revision),
-            Err(_) => (St::default(), None),
-        },
-        None => (St::default(), None),
-    }
+/// Takes a stream's state out of its entry: the cached one if there is one
+/// folded with the same aggregate.
+fn take_folded<St: Send + 'static>(entry: &mut Option<Folded>) -> Option<(St, Option<u64>)> {
+    let Folded { state, revision } = entry.take()?;
+    state.downcast::<St>().ok().map(|state| (*state, revision))
 }
 
 fn put_folded<St: Send + 'static>(entry: &mut Option<Folded>, state: St, revision: Option<u64>) {
@@ -410,7 +407,7 @@ impl<S: EventStore> HealthCodeService<S> {
     ) -> Result<St, HealthCodeError> {
         let slot = self.states.slot(name);
         let mut entry = slot.lock().await;
-        let (state, revision) = take_folded::<St>(&mut entry);
+        let (state, revision) = take_folded::<St>(&mut entry).unwrap_or_default();
         let (state, revision) = self.catch_up(name, state, revision, &fold).await?;
         let current = state.clone();
         put_folded(&mut entry, state, revision);
@@ -432,9 +429,15 @@ impl<S: EventStore> HealthCodeService<S> {
     ) -> Result<Recorded, HealthCodeError> {
         let slot = self.states.slot(name);
         let mut entry = slot.lock().await;
-        let (mut state, mut revision) = take_folded::<St>(&mut entry);
-        for _attempt in 0..MAX_ATTEMPTS {
+        let cached = take_folded::<St>(&mut entry);
+        // Whether `state` includes everything the store had since this call began.
+        let mut caught_up = cached.is_none();
+        let (mut state, mut revision) = cached.unwrap_or_default();
+        if caught_up {
             (state, revision) = self.catch_up(name, state, revision, &fold).await?;
+        }
+        let mut attempts = 0;
+        loop {
             let now = self.clock.now();
             let decided = {
                 let views = read_lock(&self.views);
@@ -448,14 +451,22 @@ impl<S: EventStore> HealthCodeService<S> {
                 decide(&state, &ctx)
             };
             let events = match decided {
-                Ok(events) if events.is_empty() => {
+                Ok(events) if !events.is_empty() => events,
+                // Events decided on a cached state need no read first: the
+                // expected revision refuses them if the stream moved. A
+                // refusal or a no-op has no such check, so it is decided
+                // again if another node wrote since the state was cached.
+                unchanged => {
+                    if !caught_up {
+                        let cached_at = revision;
+                        (state, revision) = self.catch_up(name, state, revision, &fold).await?;
+                        caught_up = true;
+                        if revision != cached_at {
+                            continue;
+                        }
+                    }
                     put_folded(&mut entry, state, revision);
-                    return Ok(Recorded::default());
-                }
-                Ok(events) => events,
-                Err(e) => {
-                    put_folded(&mut entry, state, revision);
-                    return Err(e);
+                    return unchanged.map(|_| Recorded::default());
                 }
             };
             let metadata = EventMetadata {
@@ -487,17 +498,21 @@ impl<S: EventStore> HealthCodeService<S> {
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
+                    attempts += 1;
+                    if attempts >= MAX_ATTEMPTS {
+                        put_folded(&mut entry, state, revision);
+                        return Err(HealthCodeError::Conflict {
+                            stream: name.to_string(),
+                            attempts: MAX_ATTEMPTS,
+                        });
+                    }
                     tracing::debug!("concurrency conflict; catching up and deciding again");
-                    continue;
+                    (state, revision) = self.catch_up(name, state, revision, &fold).await?;
+                    caught_up = true;
                 }
                 Err(e) => return Err(store_err(e)),
             }
         }
-        put_folded(&mut entry, state, revision);
-        Err(HealthCodeError::Conflict {
-            stream: name.to_string(),
-            attempts: MAX_ATTEMPTS,
-        })
     }
 
     /// Runs a command on a person's stream.
@@ -1055,11 +1070,10 @@ mod tests {
         put_folded(&mut entry, CheckpointState::default(), Some(3));
 
         // when a person's state is taken from it,
-        let (state, revision) = take_folded::<PersonState>(&mut entry);
+        let taken = take_folded::<PersonState>(&mut entry);
 
-        // then it starts over from the empty state.
-        assert_eq!(state, PersonState::default());
-        assert_eq!(revision, None);
+        // then there is none: the person's stream is folded from the start.
+        assert!(taken.is_none());
         assert!(entry.is_none());
     }
 }
