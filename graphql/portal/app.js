@@ -85,7 +85,7 @@
 
   // ----------------------------------------------------------------- API
   class ApiError extends Error {
-    constructor(code, message) { super(message); this.code = code; }
+    constructor(code, message, extensions) { super(message); this.code = code; this.extensions = extensions || {}; }
   }
   async function gql(query, variables) {
     if (token && expired()) {
@@ -114,7 +114,7 @@
     if (first) {
       const code = (first.extensions && first.extensions.code) || "INTERNAL";
       if (code === "UNAUTHENTICATED") showAuthProblem(t("err.unauth", { msg: first.message }));
-      throw new ApiError(code, first.message);
+      throw new ApiError(code, first.message, first.extensions);
     }
     return body.data;
   }
@@ -1254,7 +1254,8 @@
   window.addEventListener("hashchange", () => { render(); main.focus({ preventScroll: true }); });
   // An expiring token is noticed without waiting for the next request.
   setInterval(() => { if (token && expired() && banner.hidden) showAuthProblem(t("err.expired")); }, 5000);
-  // Deferred scripts have all run (and registered their pages) by now.
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", render);
-  else render();
+  // Deferred scripts run while readyState is "interactive", before
+  // DOMContentLoaded: wait for it so that every page file has registered.
+  if (document.readyState === "complete") render();
+  else document.addEventListener("DOMContentLoaded", render, { once: true });
 })();

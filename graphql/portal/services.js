@@ -201,10 +201,14 @@
   function lines(text) { return String(text || "").split(/\r?\n/).map((s) => s.trim()).filter(Boolean); }
   function focusHeading(el) { if (el) { el.setAttribute("tabindex", "-1"); el.focus({ preventScroll: false }); } }
 
-  // The server's form violations: `extensions.violations` is not passed on
-  // by the portal's client, so they are read from the message, which names
-  // each one as "`/field` breaks `rule`: message".
+  // The server's form violations: `extensions.violations` (field a JSON
+  // pointer), or else read from the message, which names each one as
+  // "`/field` breaks `rule`: message".
   function violations(e) {
+    const listed = e && e.extensions && e.extensions.violations;
+    if (Array.isArray(listed) && listed.length) {
+      return listed.map((v) => ({ field: String(v.field || "").split("/")[1] || "", rule: v.rule, message: v.message }));
+    }
     const msg = (e && e.message) || "";
     const re = /`(\/[^`]*|)` breaks `([^`]+)`: /g;
     const found = [];
