@@ -834,13 +834,49 @@
       for (const [k, v] of Object.entries(row)) if (!county || k === county) { g += v.g; y += v.y; r += v.r; }
       return [g, y, r];
     }
+    // The server's hourly history (counts at the end of each hour, for the
+    // chosen district or the whole region) followed by this page's own live
+    // samples. A region the history does not cover (a street) has only the
+    // live samples.
+    const past = { scope: null, times: [], g: [], y: [], r: [] };
+    async function loadHistory() {
+      const scope = select.value || region;
+      if (!/^(\d{2}|\d{4}|\d{6})$/.test(scope)) { Object.assign(past, { scope, times: [], g: [], y: [], r: [] }); return; }
+      const now = new Date();
+      const from = new Date(now.getTime() - 48 * 3600 * 1000);
+      try {
+        const hours = (await gql(`query($r: String!, $f: String, $t: String) { colourCountHistory(region: $r, from: $f, to: $t) { hour green yellow red } }`,
+          { r: scope, f: from.toISOString(), t: now.toISOString() })).colourCountHistory;
+        const next = { scope, times: [], g: [], y: [], r: [] };
+        const nowS = now.getTime() / 1000;
+        for (const b of hours) {
+          const end = Math.min(Date.parse(b.hour) / 1000 + 3600, nowS);
+          if (isNaN(end)) continue;
+          next.times.push(end); next.g.push(b.green); next.y.push(b.yellow); next.r.push(b.red);
+        }
+        Object.assign(past, next);
+        chartEl.dataset.history = String(next.times.length);
+      } catch (_) {
+        // The live samples still draw; the history is a bonus, not a must.
+        Object.assign(past, { scope, times: [], g: [], y: [], r: [] });
+        chartEl.dataset.history = "0";
+      }
+    }
     function drawChart() {
       const county = select.value;
-      const data = [series.times, [], [], []];
-      for (const row of series.rows) { const [g, y, r] = totals(row, county); data[1].push(g); data[2].push(y); data[3].push(r); }
+      const data = [[], [], [], []];
+      const firstLive = series.times.length ? series.times[0] : Infinity;
+      for (let i = 0; i < past.times.length; i++) {
+        if (past.times[i] >= firstLive) break;
+        data[0].push(past.times[i]); data[1].push(past.g[i]); data[2].push(past.y[i]); data[3].push(past.r[i]);
+      }
+      for (let i = 0; i < series.rows.length; i++) {
+        const [g, y, r] = totals(series.rows[i], county);
+        data[0].push(series.times[i]); data[1].push(g); data[2].push(y); data[3].push(r);
+      }
       const width = Math.max(260, chartEl.clientWidth || 600);
       if (!window.uPlot) { clear(chartEl).append(h("p", { class: "na" }, t("na"))); return; }
-      if (plot) { plot.setData(data); fitTime(); return; }
+      if (plot) { plot.setData(data); fitTime(data[0]); return; }
       plot = new window.uPlot({
         width, height: 240,
         series: [{}, { label: colourName("green"), stroke: "#15803d", width: 2, points: { show: true, size: 6 } },
@@ -849,11 +885,10 @@
         axes: [{}, { size: 60 }],
         scales: { x: { time: true } },
       }, data, chartEl);
-      fitTime();
+      fitTime(data[0]);
     }
     // A short series still shows the last ten minutes, not a span of years.
-    function fitTime() {
-      const ts = series.times;
+    function fitTime(ts) {
       if (!plot || !ts.length) return;
       const last = ts[ts.length - 1];
       if (last - ts[0] < 600) plot.setScale("x", { min: last - 600, max: last + 30 });
@@ -885,7 +920,7 @@
         drawChart();
       } catch (e) { clear(bars).append(errorBox(e, loadCounts)); }
     }
-    select.addEventListener("change", () => drawChart());
+    select.addEventListener("change", async () => { await loadHistory(); drawChart(); });
     const sampler = setInterval(loadCounts, 60000);
     onLeave(() => clearInterval(sampler));
     const onResize = () => { if (plot) plot.setSize({ width: Math.max(260, chartEl.clientWidth), height: 240 }); };
@@ -1029,6 +1064,7 @@
     }
 
     grid.append(countsCard, riskCard, appealsCard, overridesCard);
+    await loadHistory();
     await Promise.all([loadCounts(), loadRisk(), loadAppeals(), loadOverrides()]);
     if (gen !== generation) return;
 

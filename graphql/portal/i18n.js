@@ -161,7 +161,7 @@ window.TONGBAN_TEXT = {
   "official.title": ["卫健工作台", "Health official"],
   "official.region": ["辖区 {r}", "Region {r}"],
   "official.counts": ["各区县健康码数量", "Codes by district"],
-  "official.chart_help": ["图表随颜色变化实时更新（通过订阅）。", "The chart updates live as colours change (through a subscription)."],
+  "official.chart_help": ["图表显示过去 48 小时每小时末的数量，并随颜色变化实时更新（通过订阅）。", "The chart shows the counts at the end of each hour of the last 48 hours and updates live as colours change (through a subscription)."],
   "official.district": ["区县", "District"],
   "official.all": ["全部区县", "All districts"],
   "official.risk": ["风险地区", "Risk areas"],

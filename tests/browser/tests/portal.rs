@@ -78,6 +78,11 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
     official.sign_in(&base, &official_token).await?;
     official.wait_for("#bars .bar", 60).await?;
     official.wait_for("#chart .uplot", 10).await?;
+    // The chart starts from the server's hourly history (the registrations
+    // above are in it), not from when the page opened.
+    official
+        .wait_for("#chart[data-history]:not([data-history='0'])", 10)
+        .await?;
     official.fill("#risk-area", HUAXIANG).await?;
     official.click("#risk-declare").await?;
     official
