@@ -1090,8 +1090,7 @@
     const form = h("form", { id: "audit-form" },
       field("audit-person", t("auditor.person_id"), h("input", { required: true, value: initial, autocomplete: "off", spellcheck: "false" })),
       field("audit-purpose", t("auditor.purpose"), h("input", { required: true, value: lang === "zh" ? "审计" : "audit" })),
-      h("div", { class: "actions" }, h("button", { type: "submit", id: "audit-go" }, t("auditor.load"))), status,
-      h("p", { class: "na small" }, t("auditor.stream_na")));
+      h("div", { class: "actions" }, h("button", { type: "submit", id: "audit-go" }, t("auditor.load"))), status);
     const result = h("div", { class: "span2 grid two", id: "audit-result" });
     // A checkpoint's stream: its scan log, paged.
     const cpStatus = h("div", { "aria-live": "polite" });
@@ -1133,9 +1132,51 @@
       c.id = "checkpoint-scans";
       result.append(c);
     }
+    // Any stream without personal data (risk areas, policies, checkpoints,
+    // the catalogue), event by event as the log holds it.
+    const streamStatus = h("div", { "aria-live": "polite" });
+    const streamForm = h("form", { id: "audit-stream-form" },
+      field("audit-stream", t("auditor.stream_name"), h("input", { required: true, autocomplete: "off", spellcheck: "false", placeholder: "riskarea-110106018" })),
+      h("p", { class: "small muted" }, t("auditor.stream_help")),
+      h("div", { class: "actions" }, h("button", { type: "submit", id: "audit-stream-go" }, t("auditor.load"))), streamStatus);
+    const starts = []; // `from` of each page shown, for Previous
+    async function loadStream(stream, from) {
+      const d = (await gql(`query($s: String!, $f: Int) { streamEvents(stream: $s, from: $f, limit: 20) {
+          stream nextFrom events { revision position eventType recordedAt data } } }`, { s: stream, f: from })).streamEvents;
+      showStream(d, from);
+    }
+    submitting(streamForm, streamStatus, async () => {
+      starts.length = 0;
+      await loadStream(streamForm.querySelector("#audit-stream").value.trim(), 0);
+      return "";
+    });
+    function showStream(d, from) {
+      clear(result);
+      const rows = d.events.map((e) => h("tr", { "data-type": e.eventType },
+        h("td", null, e.revision), h("td", null, e.position), h("td", { class: "small" }, when(e.recordedAt)),
+        h("td", { class: "mono small" }, e.eventType),
+        h("td", null, h("pre", { class: "json small" }, JSON.stringify(e.data, null, 1)))));
+      const pager = h("div", { class: "pager" },
+        h("button", { type: "button", class: "secondary", disabled: !starts.length, onclick: async () => {
+          const prev = starts.pop();
+          try { await loadStream(d.stream, prev); } catch (e) { clear(streamStatus).append(errorBox(e)); }
+        } }, t("auditor.prev")),
+        h("span", null, t("auditor.revisions", { a: from, b: from + Math.max(0, d.events.length - 1) })),
+        h("button", { type: "button", class: "secondary", disabled: d.nextFrom === null || d.nextFrom === undefined, onclick: async () => {
+          starts.push(from);
+          try { await loadStream(d.stream, d.nextFrom); } catch (e) { starts.pop(); clear(streamStatus).append(errorBox(e)); }
+        } }, t("auditor.next")));
+      const c = card(t("auditor.stream_events", { name: d.stream }), h("div", { class: "table-wrap" }, h("table", null,
+        h("thead", null, h("tr", null, ["#", t("auditor.position"), t("citizen.when"), t("auditor.type"), t("auditor.data")].map((x) => h("th", null, x)))),
+        h("tbody", null, rows))), pager);
+      c.classList.add("span2");
+      c.id = "stream-events";
+      result.append(c);
+    }
     const chainCard = card(t("auditor.chain"));
     chainCard.id = "chain";
-    grid.append(card(t("auditor.pick"), form, h("h3", null, t("auditor.stream")), cpForm), chainCard, result);
+    grid.append(card(t("auditor.pick"), form, h("h3", null, t("auditor.stream")), cpForm,
+      h("h3", null, t("auditor.other_stream")), streamForm), chainCard, result);
 
     // The chain: the head, compared with the last look (the event at the old
     // head must still hash the same), and a full verification paged through

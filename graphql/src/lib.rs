@@ -34,3 +34,4 @@ pub mod node;
 pub mod portal;
 pub mod schema;
 pub mod server;
+pub mod streams;

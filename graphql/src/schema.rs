@@ -28,6 +28,7 @@ pub struct Query(
     CasesQuery,
     GatewayQuery,
     crate::chain::ChainQuery,
+    crate::streams::StreamQuery,
 );
 
 /// Every service's mutations.

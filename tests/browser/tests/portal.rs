@@ -192,6 +192,26 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
     let row = auditor.text("#checkpoint-scans tbody tr").await?;
     assert!(row.contains("COLOUR_NOT_ADMITTED"), "{row}");
     auditor.screenshot("8-checkpoint-stream").await?;
+    // The risk area's own stream, event by event as the log holds it; a
+    // person's stream is not open there (it is read by person, recorded).
+    auditor
+        .fill("#audit-stream", &format!("riskarea-{HUAXIANG}"))
+        .await?;
+    auditor.click("#audit-stream-go").await?;
+    auditor
+        .wait_for("#stream-events tr[data-type^='RiskAreaDeclared']", 20)
+        .await?;
+    auditor.screenshot("9-risk-area-stream").await?;
+    auditor
+        .fill("#audit-stream", &format!("person-{person}"))
+        .await?;
+    auditor.click("#audit-stream-go").await?;
+    let refused = auditor
+        .wait_for("#audit-stream-form .error", 20)
+        .await?
+        .text()
+        .await?;
+    assert!(refused.contains("not open here"), "{refused}");
 
     // 6. The citizen appeals; the official corrects the colour to green and
     //    the citizen's page follows live.
