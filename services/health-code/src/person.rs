@@ -46,6 +46,8 @@ pub struct ActiveOverride {
     pub colour: Colour,
     /// When it lapses.
     pub expires_at: OffsetDateTime,
+    /// Its order among the overrides applied to the person (the latest wins).
+    pub applied: usize,
 }
 
 /// Status of an appeal.
@@ -189,6 +191,7 @@ impl PersonState {
                         override_id: *override_id,
                         colour: *colour,
                         expires_at: *expires_at,
+                        applied: self.applied_overrides.len(),
                     },
                 );
                 if let OverrideAnswers::Appeal(appeal_id) = answers {
@@ -375,13 +378,18 @@ pub enum PersonCommand {
     Reevaluate,
 }
 
-/// The colour outcome for a region: an override in force, else the policy's decision.
+/// The colour outcome for a region: an override in force, else the policy's
+/// decision. An override made in the region or in one of its sub-regions (a
+/// district's official correcting a resident's code of the city) applies;
+/// of several, the latest applied.
 pub fn outcome(state: &PersonState, region: &DivisionCode, ctx: &DecisionContext<'_>) -> Decision {
     let policy = ctx.policies.resolve(region, ctx.now);
     if let Some(o) = state
         .overrides
-        .get(region)
-        .filter(|o| o.expires_at > ctx.now)
+        .iter()
+        .filter(|(r, o)| region.contains(r) && o.expires_at > ctx.now)
+        .map(|(_, o)| o)
+        .max_by_key(|o| o.applied)
     {
         return Decision {
             colour: o.colour,
@@ -1005,11 +1013,23 @@ pub fn decide(
                 at: now,
             };
             let next = state.clone().evolve(&overridden);
+            // The person's colours of regions containing the override's
+            // (their code of the city, for a district's override); the
+            // override's own region if they have none there yet.
+            let mut affected: Vec<DivisionCode> = next
+                .colours
+                .keys()
+                .filter(|r| r.contains(region))
+                .copied()
+                .collect();
+            if affected.is_empty() {
+                affected.push(*region);
+            }
             let mut events = vec![overridden];
             events.extend(colour_changes(
                 &next,
                 person_id,
-                &[*region],
+                &affected,
                 &ColourCause::Override {
                     override_id: *override_id,
                 },

@@ -322,3 +322,46 @@ fn an_override_must_lapse_within_the_configured_maximum() {
         }
     ));
 }
+
+fn apply_in(region: &str, id: u128, colour: Colour) -> PersonCommand {
+    PersonCommand::ApplyOverride {
+        override_id: Uuid::from_u128(id),
+        region: code(region),
+        colour,
+        official: beijing_official().id,
+        legal_basis: "《传染病防治法》第十二条".into(),
+        reason: "district review".into(),
+        answers: OverrideAnswers::Case("FT-2020-061".into()),
+        expires_at: T0 + Duration::days(7),
+    }
+}
+
+#[test]
+fn a_districts_override_turns_the_residents_code_of_the_city() {
+    // Given a Beijing resident with a green code of Beijing (region 11),
+    // when Fengtai's officials override their colour to yellow,
+    // then their code of Beijing turns yellow (not a new code of Fengtai).
+    let then = scenario()
+        .at(T0)
+        .given([registered(), green_in(BEIJING)])
+        .when(apply_in(FENGTAI, 0xF1, Colour::Yellow))
+        .then_colour(BEIJING, Colour::Yellow, "OFFICIAL_OVERRIDE");
+    assert!(!then.after.colours.contains_key(&code(FENGTAI)));
+}
+
+#[test]
+fn the_latest_override_within_a_region_wins_and_other_regions_are_untouched() {
+    // Given a resident of Beijing also holding a code of Shanghai, with a
+    // district override to yellow applied,
+    // when Beijing's officials then override to green,
+    // then the Beijing code is green and the Shanghai code stays as it was.
+    scenario()
+        .at(T0)
+        .given([registered(), green_in(BEIJING), green_in(SHANGHAI)])
+        .when(apply_in(FENGTAI, 0xF1, Colour::Yellow))
+        .then_colour(BEIJING, Colour::Yellow, "OFFICIAL_OVERRIDE")
+        .and_then_at(T0 + Duration::hours(1))
+        .when(apply_in(BEIJING, 0xF2, Colour::Green))
+        .then_colour(BEIJING, Colour::Green, "OFFICIAL_OVERRIDE")
+        .then_colour(SHANGHAI, Colour::Green, "NO_RISK");
+}
