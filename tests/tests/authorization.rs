@@ -108,8 +108,17 @@ async fn every_role_sees_exactly_the_fields_it_may() -> anyhow::Result<()> {
         // departments report travel and dwell, not test results.
         (r#"mutation($id: ID!) { recordTestResult(personId: $id, kind: NUCLEIC_ACID, result: NEGATIVE, lab: "x") { position } }"#.into(),
                            [F,     F,     F,     A,     A,     F,     F,     F,     A]),
+        (r#"{ colourCountHistory(region: "110106") { hour green } }"#.into(),
+                           [F,     F,     F,     F,     A,     F,     A,     A,     A]),
+        (r#"{ pendingOverrides(region: "110106") { overrideId } }"#.into(),
+                           [F,     F,     F,     F,     A,     F,     F,     A,     A]),
+        ("{ verifyChain(from: 0) { intact } }".into(),
+                           [F,     F,     F,     F,     F,     F,     F,     A,     A]),
         (r#"mutation { declareRiskArea(area: "110106018", level: HIGH) { position } }"#.into(),
                            [F,     F,     F,     F,     A,     F,     F,     F,     F]),
+        // The risk area's stream (it exists now); no person's data in it.
+        (r#"{ streamEvents(stream: "riskarea-110106018") { events { eventType } } }"#.into(),
+                           [F,     F,     F,     F,     F,     F,     F,     A,     A]),
         ("mutation { reevaluateAll { position } }".into(),
                            [F,     F,     F,     F,     F,     F,     F,     F,     A]),
     ];
