@@ -46,6 +46,16 @@ pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
 }
 
 /// `FORBIDDEN`, naming the field and who may see it.
+/// Whether `actor` oversees health data of `region`: a health official with
+/// authority over it, an auditor or an admin.
+pub fn oversees(actor: &Actor, region: &DivisionCode) -> bool {
+    match &actor.role {
+        Role::HealthOfficial { .. } => actor.has_health_authority_over(region),
+        Role::Auditor | Role::Admin => true,
+        _ => false,
+    }
+}
+
 pub fn forbidden(actor: &Actor, what: &str, who: &str) -> Error {
     coded(
         "FORBIDDEN",

@@ -233,11 +233,7 @@ impl OverrideQuery {
         let actor = caller(ctx)?;
         let api = api(ctx)?;
         let region: DivisionCode = api::division(api, "region", &region)?;
-        let allowed = match &actor.role {
-            Role::HealthOfficial { .. } => actor.has_health_authority_over(&region),
-            Role::Auditor | Role::Admin => true,
-            _ => false,
-        };
+        let allowed = api::oversees(actor, &region);
         if !allowed {
             return Err(forbidden(
                 actor,

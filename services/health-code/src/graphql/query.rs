@@ -332,11 +332,8 @@ impl HealthCodeQuery {
                 "hourly counts are kept for provinces, cities and counties (2, 4 or 6 digits)",
             ));
         }
-        let allowed = match &actor.role {
-            Role::HealthOfficial { .. } => actor.has_health_authority_over(&region),
-            Role::Department { .. } | Role::Auditor | Role::Admin => true,
-            _ => false,
-        };
+        let allowed =
+            matches!(actor.role, Role::Department { .. }) || api::oversees(actor, &region);
         if !allowed {
             return Err(forbidden(
                 actor,
@@ -464,11 +461,7 @@ impl HealthCodeQuery {
         let actor = caller(ctx)?;
         let api = api(ctx)?;
         let region = api::division(api, "region", &region)?;
-        let allowed = match &actor.role {
-            Role::HealthOfficial { .. } => actor.has_health_authority_over(&region),
-            Role::Auditor | Role::Admin => true,
-            _ => false,
-        };
+        let allowed = api::oversees(actor, &region);
         if !allowed {
             return Err(forbidden(
                 actor,
