@@ -119,14 +119,7 @@ fn domain(e: CaseError) -> Error {
 }
 
 fn read_side(e: ProjectionError) -> Error {
-    let code = match &e {
-        ProjectionError::InvalidInput { field, .. } if field == "timeout" => "TIMEOUT",
-        ProjectionError::InvalidInput { .. } => "INVALID_INPUT",
-        ProjectionError::UnknownProjection { .. } => "NOT_FOUND",
-        ProjectionError::ShutDown | ProjectionError::ConsumerTooSlow { .. } => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    coded(code, e.to_string())
+    coded(e.code(), e.to_string())
 }
 
 fn forbidden(actor: &Actor, what: &str, who: &str) -> Error {

@@ -73,14 +73,7 @@ fn domain(e: CatalogError) -> Error {
 }
 
 fn read_side(e: ProjectionError) -> Error {
-    let code = match &e {
-        ProjectionError::InvalidInput { field, .. } if field == "timeout" => "TIMEOUT",
-        ProjectionError::InvalidInput { .. } => "INVALID_INPUT",
-        ProjectionError::UnknownProjection { .. } => "NOT_FOUND",
-        ProjectionError::ShutDown | ProjectionError::ConsumerTooSlow { .. } => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    coded(code, e.to_string())
+    coded(e.code(), e.to_string())
 }
 
 fn api<'a>(ctx: &Context<'a>) -> Result<&'a CatalogApi> {

@@ -50,6 +50,16 @@ pub enum ProjectionError {
     /// `INVALID_INPUT`.
     #[error("invalid {field}: {rule}")]
     InvalidInput { field: String, rule: String },
+    /// `TIMEOUT`: a read model did not reach a log position within the
+    /// wait it was given (read-your-writes).
+    #[error(
+        "the read model '{projection}' did not reach log position {position} within {waited_ms} ms; retry later"
+    )]
+    Timeout {
+        projection: String,
+        position: u64,
+        waited_ms: u128,
+    },
     /// Whatever the event store answered.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,6 +111,7 @@ impl ProjectionError {
             Self::CheckpointConflict { .. } => "CONFLICT",
             Self::UnknownProjection { .. } => "NOT_FOUND",
             Self::InvalidInput { .. } => "INVALID_INPUT",
+            Self::Timeout { .. } => "TIMEOUT",
             Self::Store(e) => e.code(),
             Self::ShutDown | Self::ConsumerTooSlow { .. } | Self::FeedClosed { .. } => {
                 "UNAVAILABLE"

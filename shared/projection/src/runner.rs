@@ -299,9 +299,10 @@ impl ProjectionRunner {
         };
         tokio::time::timeout(timeout, wait)
             .await
-            .map_err(|_| ProjectionError::InvalidInput {
-                field: "timeout".into(),
-                rule: format!("'{name}' did not reach position {position} within {timeout:?}"),
+            .map_err(|_| ProjectionError::Timeout {
+                projection: name.to_string(),
+                position: position.0,
+                waited_ms: timeout.as_millis(),
             })?
     }
 

@@ -73,13 +73,7 @@ pub fn domain(e: HealthCodeError) -> Error {
 
 /// Maps a read-side error.
 pub fn read_side(e: ProjectionError) -> Error {
-    let code = match &e {
-        ProjectionError::InvalidInput { .. } => "INVALID_INPUT",
-        ProjectionError::UnknownProjection { .. } => "NOT_FOUND",
-        ProjectionError::ShutDown | ProjectionError::ConsumerTooSlow { .. } => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    coded(code, e.to_string())
+    coded(e.code(), e.to_string())
 }
 
 /// Maps a store error.
@@ -164,16 +158,7 @@ impl HealthCodeApi {
         self.runner
             .wait_for(VIEWS, tongban_store::Position(min), self.read_wait)
             .await
-            .map_err(|e| match e {
-                ProjectionError::InvalidInput { field, .. } if field == "timeout" => coded(
-                    "TIMEOUT",
-                    format!(
-                        "the read models did not reach log position {min} within {} ms; retry later",
-                        self.read_wait.as_millis()
-                    ),
-                ),
-                other => read_side(other),
-            })
+            .map_err(read_side)
     }
 
     /// Makes sure `region` can sign codes.
