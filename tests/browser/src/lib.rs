@@ -18,56 +18,18 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
+pub use tongban_e2e::{binary, workspace};
 
 fn target_dir() -> PathBuf {
     std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace().join("target"))
-}
-
-/// The `tongban` binary, built once per test process (`TONGBAN_BIN` overrides).
-pub fn binary() -> anyhow::Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            if let Ok(bin) = std::env::var("TONGBAN_BIN") {
-                return Ok(PathBuf::from(bin));
-            }
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "tongban-graphql",
-                    "--bin",
-                    "tongban",
-                ])
-                .current_dir(workspace())
-                .status()
-                .map_err(|e| format!("failed to run cargo build: {e}"))?;
-            if !status.success() {
-                return Err("building the tongban binary failed".into());
-            }
-            Ok(target_dir().join("debug").join("tongban"))
-        })
-        .clone()
-        .map_err(|e| anyhow!(e))
 }
 
 /// A running node.
