@@ -14,4 +14,10 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null
 fi
 
+# The official Python EventStoreDB client, for the endpoint's compatibility test.
+if ! python3 -c "import esdbclient" 2>/dev/null; then
+    echo "installing the official Python EventStoreDB client (esdbclient) for the endpoint test"
+    python3 -m pip install --quiet --disable-pip-version-check esdbclient==1.1.7
+fi
+
 cargo test --workspace --locked "$@"

@@ -40,11 +40,10 @@ async fn the_esdb_backend_passes_the_conformance_suite_against_the_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_esdb_backend_passes_the_conformance_suite_against_a_real_node_when_configured() {
-    let Ok(url) = std::env::var("TONGBAN_ESDB_URL") else {
-        println!("TONGBAN_ESDB_URL is not set: the conformance suite was not run against a real EventStoreDB/KurrentDB node");
-        return;
-    };
+#[ignore = "needs a real EventStoreDB/KurrentDB node: set TONGBAN_ESDB_URL and run with --ignored"]
+async fn the_esdb_backend_passes_the_conformance_suite_against_a_real_node() {
+    let url = std::env::var("TONGBAN_ESDB_URL")
+        .expect("TONGBAN_ESDB_URL names the node, e.g. esdb://localhost:2113?tls=false");
     run_conformance(|| {
         let url = url.clone();
         async move {
