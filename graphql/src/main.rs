@@ -12,6 +12,10 @@ use tongban_graphql::config::{Config, Mode, Overrides};
 use tongban_graphql::node::{Node, NodeClock};
 use tongban_graphql::{demo, server};
 
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Tongban (通办): an event-sourced hub for government services.
 #[derive(Parser, Debug)]
 #[command(name = "tongban", version, about, long_about = None)]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Serialize};
@@ -67,10 +68,13 @@ impl fmt::Display for ApplyError {
     }
 }
 
-/// The changes one batch makes: reads see the batch's own writes first.
+/// The changes one batch makes: reads see the batch's own writes first,
+/// then those of the batch before it if that one is still being committed.
 pub struct Changes<'a> {
     models: &'a ReadModels,
     batch: WriteBatch,
+    /// The previous batch, while its commit runs.
+    uncommitted: Option<Arc<WriteBatch>>,
     published: Vec<ChangeRecord>,
     next_seq: BTreeMap<Position, u32>,
     feed: Table<(u64, u32), ChangeRecord>,
@@ -78,9 +82,16 @@ pub struct Changes<'a> {
 
 impl<'a> Changes<'a> {
     pub fn new(models: &'a ReadModels) -> Self {
+        Self::after(models, None)
+    }
+
+    /// Changes made on top of `uncommitted`, a batch whose commit has not
+    /// finished: reads see its writes before the store's rows.
+    pub fn after(models: &'a ReadModels, uncommitted: Option<Arc<WriteBatch>>) -> Self {
         Self {
             models,
             batch: WriteBatch::new(),
+            uncommitted,
             published: Vec::new(),
             next_seq: BTreeMap::new(),
             feed: feed_table(),
@@ -94,7 +105,12 @@ impl<'a> Changes<'a> {
         key: &K,
     ) -> Result<Option<V>, ProjectionError> {
         let encoded = key.encode_key();
-        match self.batch.pending(table.name(), &encoded) {
+        let pending = self.batch.pending(table.name(), &encoded).or_else(|| {
+            self.uncommitted
+                .as_ref()
+                .and_then(|b| b.pending(table.name(), &encoded))
+        });
+        match pending {
             Some(Some((bytes, _))) => table.decode_value(bytes).map(Some),
             Some(None) => Ok(None),
             None => self.models.get(table, key).await,
@@ -109,7 +125,12 @@ impl<'a> Changes<'a> {
     ) -> Result<(), ProjectionError> {
         let bytes = table.encode_value(value)?;
         let index = table.index_entries(value);
-        self.batch.put(table.name(), key.encode_key(), bytes, index);
+        self.batch.change(
+            table.name(),
+            table.has_indexes(),
+            key.encode_key(),
+            Some((bytes, index)),
+        );
         Ok(())
     }
 
@@ -118,7 +139,8 @@ impl<'a> Changes<'a> {
         table: &Table<K, V>,
         key: &K,
     ) {
-        self.batch.delete(table.name(), key.encode_key());
+        self.batch
+            .change(table.name(), table.has_indexes(), key.encode_key(), None);
     }
 
     /// Reads a row (or `default`), lets `f` change it, writes it back.

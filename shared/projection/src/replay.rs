@@ -4,6 +4,7 @@
 //! position into a scratch store. One code path, one meaning.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use tongban_store::{Direction, EventStore, Position, ReadFrom, RecordedEvent};
 use tracing::Instrument;
@@ -11,7 +12,85 @@ use tracing::Instrument;
 use crate::error::ProjectionError;
 use crate::feed::ChangeRecord;
 use crate::projection::{ApplyError, Changes, Projection};
-use crate::read_model::{Checkpoint, ReadModels};
+use crate::read_model::{Checkpoint, ReadModels, WriteBatch};
+
+/// A batch applied to a projection but not yet committed.
+pub(crate) struct Applied {
+    batch: Arc<WriteBatch>,
+    published: Vec<ChangeRecord>,
+    next: Checkpoint,
+}
+
+/// Applies `events` (possibly none) on top of `base` (and of `uncommitted`,
+/// the batch before, if its commit has not finished) and prepares the
+/// checkpoint that moves to `scanned_to` (at least the last event's
+/// position).
+async fn apply_events(
+    projection: &dyn Projection,
+    models: &ReadModels,
+    uncommitted: Option<Arc<WriteBatch>>,
+    base: &Checkpoint,
+    events: &[RecordedEvent],
+    scanned_to: Position,
+) -> Result<Applied, ProjectionError> {
+    let last = events
+        .last()
+        .map_or(scanned_to, |e| e.position.max(scanned_to));
+    let span = tracing::debug_span!(
+        "projection.apply",
+        projection = projection.name(),
+        events = events.len(),
+        to = last.0
+    );
+    async {
+        let mut changes = Changes::after(models, uncommitted);
+        if !events.is_empty() {
+            projection
+                .apply(events, &mut changes)
+                .await
+                .map_err(|e| apply_failure(projection.name(), events, e))?;
+        }
+        let (batch, published) = changes.finish();
+        Ok(Applied {
+            batch: Arc::new(batch),
+            published,
+            next: Checkpoint {
+                version: base.version,
+                position: Some(last),
+                events_applied: base.events_applied + events.len() as u64,
+            },
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// Commits an applied batch with its checkpoint, which must follow
+/// `checkpoint`. Returns the change records the batch published.
+async fn commit_applied(
+    models: &ReadModels,
+    checkpoint: &mut Checkpoint,
+    applied: Applied,
+) -> Result<Vec<ChangeRecord>, ProjectionError> {
+    let span = tracing::debug_span!(
+        "projection.commit",
+        projection = models.namespace(),
+        rows = applied.batch.len(),
+        to = applied.next.position.map_or(0, |p| p.0)
+    );
+    models
+        .store()
+        .commit(
+            models.namespace(),
+            checkpoint.position,
+            applied.next,
+            applied.batch,
+        )
+        .instrument(span)
+        .await?;
+    *checkpoint = applied.next;
+    Ok(applied.published)
+}
 
 /// Applies `events` (possibly none) and moves the checkpoint to
 /// `scanned_to` (at least the last event's position), in one commit.
@@ -23,38 +102,8 @@ pub async fn apply_batch(
     events: &[RecordedEvent],
     scanned_to: Position,
 ) -> Result<Vec<ChangeRecord>, ProjectionError> {
-    let last = events
-        .last()
-        .map_or(scanned_to, |e| e.position.max(scanned_to));
-    let span = tracing::debug_span!(
-        "projection.batch",
-        projection = projection.name(),
-        events = events.len(),
-        to = last.0
-    );
-    async {
-        let mut changes = Changes::new(models);
-        if !events.is_empty() {
-            projection
-                .apply(events, &mut changes)
-                .await
-                .map_err(|e| apply_failure(projection.name(), events, e))?;
-        }
-        let (batch, published) = changes.finish();
-        let next = Checkpoint {
-            version: checkpoint.version,
-            position: Some(last),
-            events_applied: checkpoint.events_applied + events.len() as u64,
-        };
-        models
-            .store()
-            .commit(models.namespace(), checkpoint.position, next, batch)
-            .await?;
-        *checkpoint = next;
-        Ok(published)
-    }
-    .instrument(span)
-    .await
+    let applied = apply_events(projection, models, None, checkpoint, events, scanned_to).await?;
+    commit_applied(models, checkpoint, applied).await
 }
 
 fn apply_failure(name: &str, events: &[RecordedEvent], error: ApplyError) -> ProjectionError {
@@ -103,10 +152,11 @@ pub async fn prepare(
 /// to `projection`, `batch_size` at a time. After each commit `on_batch`
 /// sees the checkpoint and the published records, and can stop the replay.
 ///
-/// The next page of events is read while the current one is applied and
-/// committed (reading the log needs nothing from the read model), so the
-/// commit's write and the log's read overlap; batches are still applied
-/// and committed one after the other, in order.
+/// Three things overlap: batch N is committed while batch N+1 is applied
+/// (its reads see N's writes before the store's rows) and the page after
+/// N+1 is read from the log. Commits still happen one after the other, in
+/// order, each with its checkpoint; a batch applied when a commit fails or
+/// `on_batch` stops is dropped, uncommitted.
 pub async fn replay(
     events: &dyn EventStore,
     projection: &dyn Projection,
@@ -118,46 +168,77 @@ pub async fn replay(
 ) -> Result<(), ProjectionError> {
     let filter = projection.filter();
     let batch_size = batch_size.max(1);
+    let read =
+        |from: ReadFrom<Position>| events.read_all(Direction::Forwards, from, batch_size, &filter);
+    // How far events are applied (committed or not).
+    let mut applied_to = *checkpoint;
+    let mut uncommitted: Option<Applied> = None;
     let mut prefetched: Option<Vec<RecordedEvent>> = None;
     loop {
-        if checkpoint.position.is_some_and(|p| p >= until) {
+        let done = applied_to.position.is_some_and(|p| p >= until);
+        if done && uncommitted.is_none() {
             return Ok(());
         }
-        let mut page = match prefetched.take() {
-            Some(page) => page,
-            None => {
-                let from = checkpoint
-                    .position
-                    .map_or(ReadFrom::Start, |p| ReadFrom::At(p.next()));
-                events
-                    .read_all(Direction::Forwards, from, batch_size, &filter)
-                    .await?
-            }
-        };
-        // A short page scanned to the head, which is past `until`.
-        let exhausted = page.len() < batch_size;
-        page.retain(|e| e.position <= until);
-        let scanned_to = if exhausted || page.len() < batch_size {
-            until
+        let page = if done {
+            None
         } else {
-            page.last().map_or(until, |e| e.position)
+            let mut page = match prefetched.take() {
+                Some(page) => page,
+                None => {
+                    let from = applied_to
+                        .position
+                        .map_or(ReadFrom::Start, |p| ReadFrom::At(p.next()));
+                    read(from).await?
+                }
+            };
+            // A short page scanned to the head, which is past `until`.
+            let exhausted = page.len() < batch_size;
+            page.retain(|e| e.position <= until);
+            let scanned_to = if exhausted || page.len() < batch_size {
+                until
+            } else {
+                page.last().map_or(until, |e| e.position)
+            };
+            Some((page, scanned_to))
+        };
+        let read_from = page
+            .as_ref()
+            .and_then(|(_, scanned_to)| (*scanned_to < until).then(|| scanned_to.next()));
+        let to_commit = uncommitted.take();
+        let overlay = to_commit.as_ref().map(|a| a.batch.clone());
+        let commit = async {
+            match to_commit {
+                Some(applied) => commit_applied(models, checkpoint, applied).await.map(Some),
+                None => Ok(None),
+            }
         };
         let next = async {
-            if scanned_to >= until {
-                return Ok(None);
+            match read_from {
+                Some(from) => read(ReadFrom::At(from)).await.map(Some),
+                None => Ok(None),
             }
-            let from = ReadFrom::At(scanned_to.next());
-            events
-                .read_all(Direction::Forwards, from, batch_size, &filter)
-                .await
-                .map(Some)
         };
-        let (published, next) = futures::join!(
-            apply_batch(projection, models, checkpoint, &page, scanned_to),
-            next
-        );
-        if on_batch(checkpoint, published?).is_break() {
-            return Ok(());
+        let apply = async {
+            match &page {
+                Some((page, scanned_to)) => {
+                    apply_events(projection, models, overlay, &applied_to, page, *scanned_to)
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        };
+        // The commit and the read start work off this task when first
+        // polled; the apply then runs here.
+        let (committed, next, applied) = futures::join!(commit, next, apply);
+        if let Some(published) = committed? {
+            if on_batch(checkpoint, published).is_break() {
+                return Ok(());
+            }
+        }
+        if let Some(applied) = applied? {
+            applied_to = applied.next;
+            uncommitted = Some(applied);
         }
         prefetched = next?;
     }

@@ -61,7 +61,7 @@ async fn write(
         events_applied: to,
     };
     store
-        .commit("codes", expected.map(Position), next, batch)
+        .commit("codes", expected.map(Position), next, Arc::new(batch))
         .await
 }
 

@@ -179,3 +179,40 @@ async fn a_new_version_rebuilds_from_zero_and_equals_the_incremental_model() -> 
     runner.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn catching_up_in_tiny_batches_counts_every_event_once() -> Result<()> {
+    // given 600 events in one category: every batch reads and rewrites the
+    // same counter, while the batch before it is still being committed
+    let hub = hub()?;
+    for stream in 0..20 {
+        append(hub.events.as_ref(), &format!("person-{stream}"), 30).await?;
+    }
+
+    for batch_size in [1, 3, 7] {
+        // when a projection catches up from zero in batches of this size
+        let runner = hub.runner(RunnerConfig {
+            batch_size,
+            ..RunnerConfig::default()
+        });
+        let name = format!("tiny-{batch_size}");
+        let projection = Arc::new(CategoryCounts::named(&name, 1));
+        runner.start(projection.clone())?;
+        runner.wait_for_head(WAIT).await?;
+
+        // then the counter has seen each event exactly once
+        let models = runner.read_models(&name)?;
+        assert_eq!(
+            models
+                .get(&projection.categories, &"person".to_string())
+                .await?,
+            Some(CategoryCount {
+                events: 600,
+                streams: 20
+            }),
+            "batch size {batch_size}"
+        );
+        runner.shutdown().await;
+    }
+    Ok(())
+}

@@ -15,6 +15,7 @@
 //! `checkpoint.scan` (`scan`).
 
 pub mod hourly;
+mod inputs;
 pub mod views;
 
 pub use hourly::{step_series, Hour, HourCounts, HourRow, RegionTotals};

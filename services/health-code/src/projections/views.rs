@@ -11,7 +11,10 @@ use tongban_projection::{ApplyError, ChangeDraft, Changes, Projection, Projectio
 use tongban_store::{EventFilter, RecordedEvent};
 
 use super::hourly::{counted_regions, CountDelta, Hour, HourRow, HourlyTally, RegionTotals};
-use crate::events::{Evidence, HealthEvent};
+use super::inputs::{
+    Generated, Input, Placed, Queried, Recoloured, Registered, Scanned, Whereabouts,
+};
+use crate::events::HealthEvent;
 
 /// The projection's name (its read-model namespace and feed name).
 pub const VIEWS: &str = "health_code";
@@ -419,19 +422,19 @@ impl HealthCodeViews {
     async fn apply_one(
         &self,
         recorded: &RecordedEvent,
-        event: HealthEvent,
+        input: Input<'_>,
         working: &mut Working,
         changes: &mut Changes<'_>,
     ) -> Result<(), ApplyError> {
         let t = &self.tables;
         let hour = Hour::of(recorded.recorded_at);
-        match event {
-            HealthEvent::PersonRegistered {
+        let event = match input {
+            Input::Registered(Registered {
                 person_id,
                 home_region,
                 residence,
                 ..
-            } => {
+            }) => {
                 let view = PersonView {
                     person_id: person_id.to_string(),
                     home_region: home_region.to_string(),
@@ -445,63 +448,53 @@ impl HealthCodeViews {
                         dirty: true,
                     },
                 );
+                return Ok(());
             }
-            HealthEvent::ResidenceChanged { person_id, to, .. } => {
-                let key = person_id.to_string();
-                let Some(view) = self.person(working, changes, &key).await? else {
-                    return Ok(());
-                };
-                let from = std::mem::replace(&mut view.residence, to.to_string());
-                let colour = view.home_colour().map(|c| c.colour.clone());
-                if let Some(c) = colour {
-                    let to = county_of(&to);
-                    let leaving = CountDelta::moving(Some(&c), None);
-                    let moves = [(from.as_str(), leaving), (to.as_str(), leaving.negated())];
-                    self.count(working, changes, &moves, hour).await?;
-                }
-            }
-            HealthEvent::PersonalDataErased { person_id, .. } => {
-                if let Some(view) = self
-                    .person(working, changes, &person_id.to_string())
-                    .await?
-                {
-                    view.erased = true;
-                }
-            }
-            HealthEvent::EvidenceRecorded {
+            Input::Placed(Placed {
                 person_id,
                 meta,
                 evidence,
                 ..
-            } => {
+            }) => {
                 let date = meta.occurred_at.date().to_string();
-                let entries: Vec<TravelView> = match &evidence {
-                    Evidence::TravelRecorded {
-                        mode,
-                        to_county,
-                        date,
+                let entries: Vec<TravelView> = match evidence {
+                    Whereabouts {
+                        kind,
+                        mode: Some(mode),
+                        to_county: Some(to_county),
+                        date: Some(date),
                         ..
-                    } => vec![TravelView {
+                    } if kind == "travel_recorded" => vec![TravelView {
                         date: date.to_string(),
-                        county: county_of(to_county),
+                        county: county_of(&to_county),
                         source: serde_json::to_value(mode)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_owned))
                             .unwrap_or_else(|| "travel".into()),
                     }],
-                    Evidence::DwellReported { county, .. } => vec![TravelView {
+                    Whereabouts {
+                        kind,
+                        county: Some(county),
+                        ..
+                    } if kind == "dwell_reported" => vec![TravelView {
                         date,
-                        county: county_of(county),
+                        county: county_of(&county),
                         source: "telco".into(),
                     }],
-                    Evidence::VenueVisited { place, .. } => vec![TravelView {
+                    Whereabouts {
+                        kind,
+                        place: Some(place),
+                        ..
+                    } if kind == "venue_visited" => vec![TravelView {
                         date,
-                        county: county_of(place),
+                        county: county_of(&place),
                         source: "venue".into(),
                     }],
-                    Evidence::HealthDeclared {
-                        declared_travel, ..
-                    } => declared_travel
+                    Whereabouts {
+                        kind,
+                        declared_travel: Some(declared_travel),
+                        ..
+                    } if kind == "health_declared" => declared_travel
                         .iter()
                         .map(|c| TravelView {
                             date: date.clone(),
@@ -521,8 +514,9 @@ impl HealthCodeViews {
                         }
                     }
                 }
+                return Ok(());
             }
-            HealthEvent::ColourChanged {
+            Input::Recoloured(Recoloured {
                 person_id,
                 region,
                 colour,
@@ -533,7 +527,7 @@ impl HealthCodeViews {
                 reason,
                 at,
                 ..
-            } => {
+            }) => {
                 let key = person_id.to_string();
                 let Some(view) = self.person(working, changes, &key).await? else {
                     return Ok(());
@@ -571,8 +565,9 @@ impl HealthCodeViews {
                     self.count(working, changes, &[(residence.as_str(), delta)], hour)
                         .await?;
                 }
+                return Ok(());
             }
-            HealthEvent::CodeGenerated {
+            Input::Generated(Generated {
                 person_id,
                 code_id,
                 region,
@@ -580,7 +575,7 @@ impl HealthCodeViews {
                 issued_at,
                 expires_at,
                 ..
-            } => {
+            }) => {
                 let key = person_id.to_string();
                 if let Some(view) = self.person(working, changes, &key).await? {
                     view.code = Some(CodeView {
@@ -591,15 +586,17 @@ impl HealthCodeViews {
                         expires_at: rfc3339(expires_at),
                     });
                 }
+                return Ok(());
             }
-            HealthEvent::HealthInfoQueried {
+            Input::Queried(Queried {
                 person_id,
                 by,
                 role,
                 purpose,
                 at,
                 ext,
-            } => {
+                ..
+            }) => {
                 let fields = ext
                     .as_ref()
                     .and_then(|e| e.as_map().get("fields"))
@@ -622,6 +619,66 @@ impl HealthCodeViews {
                     &(person_id.to_string(), recorded.position.0),
                     &row,
                 )?;
+                return Ok(());
+            }
+            Input::Scanned(Scanned {
+                checkpoint_id,
+                scan_id,
+                code_id,
+                colour,
+                admitted,
+                reason,
+                temperature,
+                at,
+                ..
+            }) => {
+                let row = ScanView {
+                    scan_id: scan_id.to_string(),
+                    checkpoint_id: checkpoint_id.to_string(),
+                    code_id: code_id.to_string(),
+                    colour: colour.as_str().into(),
+                    admitted,
+                    reason,
+                    temperature: temperature.map(|t| t.celsius()),
+                    at: rfc3339(at),
+                    position: recorded.position.0,
+                };
+                let place = self
+                    .place(working, changes, checkpoint_id.to_string())
+                    .await?;
+                changes.put(
+                    &t.scans,
+                    &(checkpoint_id.to_string(), recorded.position.0),
+                    &row,
+                )?;
+                let draft = ChangeDraft::new("checkpoint.scan", "scan", place, &row)?;
+                changes.publish(recorded, draft)?;
+                return Ok(());
+            }
+            Input::Other(event) => event,
+        };
+        match event {
+            HealthEvent::ResidenceChanged { person_id, to, .. } => {
+                let key = person_id.to_string();
+                let Some(view) = self.person(working, changes, &key).await? else {
+                    return Ok(());
+                };
+                let from = std::mem::replace(&mut view.residence, to.to_string());
+                let colour = view.home_colour().map(|c| c.colour.clone());
+                if let Some(c) = colour {
+                    let to = county_of(&to);
+                    let leaving = CountDelta::moving(Some(&c), None);
+                    let moves = [(from.as_str(), leaving), (to.as_str(), leaving.negated())];
+                    self.count(working, changes, &moves, hour).await?;
+                }
+            }
+            HealthEvent::PersonalDataErased { person_id, .. } => {
+                if let Some(view) = self
+                    .person(working, changes, &person_id.to_string())
+                    .await?
+                {
+                    view.erased = true;
+                }
             }
             HealthEvent::AppealFiled {
                 appeal_id,
@@ -734,39 +791,6 @@ impl HealthCodeViews {
                 changes.put(&t.checkpoints, &key, &row)?;
                 working.places.insert(key, Some(row.place));
             }
-            HealthEvent::CodeScanned {
-                checkpoint_id,
-                scan_id,
-                code_id,
-                colour,
-                admitted,
-                reason,
-                temperature,
-                at,
-                ..
-            } => {
-                let row = ScanView {
-                    scan_id: scan_id.to_string(),
-                    checkpoint_id: checkpoint_id.to_string(),
-                    code_id: code_id.to_string(),
-                    colour: colour.as_str().into(),
-                    admitted,
-                    reason,
-                    temperature: temperature.map(|t| t.celsius()),
-                    at: rfc3339(at),
-                    position: recorded.position.0,
-                };
-                let place = self
-                    .place(working, changes, checkpoint_id.to_string())
-                    .await?;
-                changes.put(
-                    &t.scans,
-                    &(checkpoint_id.to_string(), recorded.position.0),
-                    &row,
-                )?;
-                let draft = ChangeDraft::new("checkpoint.scan", "scan", place, &row)?;
-                changes.publish(recorded, draft)?;
-            }
             _ => {}
         }
         Ok(())
@@ -800,10 +824,10 @@ impl Projection for HealthCodeViews {
                 continue;
             }
             // Events of other kinds in these categories are not ours to read.
-            let Ok(event) = recorded.json::<HealthEvent>() else {
+            let Some(input) = Input::decode(&recorded.event_type, &recorded.data) else {
                 continue;
             };
-            self.apply_one(recorded, event, &mut working, changes)
+            self.apply_one(recorded, input, &mut working, changes)
                 .await?;
         }
         self.flush(working, changes)?;

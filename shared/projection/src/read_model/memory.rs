@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tongban_store::Position;
 
-use super::{Checkpoint, IndexEntry, IndexRow, KeyRange, ReadModelStore, Row, WriteBatch};
+use super::{
+    BatchChange, Checkpoint, IndexEntry, IndexRow, KeyRange, ReadModelStore, Row, WriteBatch,
+};
 use crate::error::ProjectionError;
 
 #[derive(Default)]
@@ -138,7 +140,7 @@ impl ReadModelStore for MemoryReadModels {
         namespace: &str,
         expected: Option<Position>,
         next: Checkpoint,
-        batch: WriteBatch,
+        batch: Arc<WriteBatch>,
     ) -> Result<(), ProjectionError> {
         let mut guard = self.lock()?;
         let ns = guard.entry(namespace.to_string()).or_default();
@@ -150,28 +152,31 @@ impl ReadModelStore for MemoryReadModels {
                 found,
             });
         }
-        for (table, key, change) in batch.into_changes() {
-            let id = (table.clone(), key.clone());
+        for BatchChange {
+            table, key, change, ..
+        } in batch.changes()
+        {
+            let id = (table.to_string(), key.to_vec());
             if let Some(old) = ns.carried.remove(&id) {
                 for e in old {
                     ns.index
-                        .remove(&(table.clone(), e.index, e.key, key.clone()));
+                        .remove(&(table.to_string(), e.index, e.key, key.to_vec()));
                 }
             }
             match change {
                 Some((value, entries)) => {
-                    for e in &entries {
+                    for e in entries {
                         ns.index.insert((
-                            table.clone(),
+                            table.to_string(),
                             e.index.clone(),
                             e.key.clone(),
-                            key.clone(),
+                            key.to_vec(),
                         ));
                     }
                     if !entries.is_empty() {
-                        ns.carried.insert(id.clone(), entries);
+                        ns.carried.insert(id.clone(), entries.clone());
                     }
-                    ns.rows.insert(id, value);
+                    ns.rows.insert(id, value.clone());
                 }
                 None => {
                     ns.rows.remove(&id);

@@ -21,6 +21,7 @@ mod table;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -146,11 +147,30 @@ pub struct IndexEntry {
 /// `None` to delete it.
 pub type RowChange = Option<(Vec<u8>, Vec<IndexEntry>)>;
 
-/// A projection's pending changes. The last change to a key wins; changes
-/// are applied in key order.
+/// A projection's pending changes, per table. The last change to a key
+/// wins; changes are applied in (table, key) order.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
-    changes: BTreeMap<(String, Vec<u8>), RowChange>,
+    tables: BTreeMap<String, TableChanges>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct TableChanges {
+    /// Whether the table may carry index entries. For a table that declares
+    /// no index, a backend need not look for stale entries to remove.
+    indexed: bool,
+    rows: BTreeMap<Vec<u8>, RowChange>,
+}
+
+/// One change of a [`WriteBatch`], as a backend applies it.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchChange<'a> {
+    pub table: &'a str,
+    pub key: &'a [u8],
+    pub change: &'a RowChange,
+    /// False when the table declares no index: its rows never carry index
+    /// entries, so there are none to look up and remove.
+    pub indexed: bool,
 }
 
 impl WriteBatch {
@@ -158,18 +178,29 @@ impl WriteBatch {
         Self::default()
     }
 
+    /// Puts a row of a table that may have indexes.
     pub fn put(&mut self, table: &str, key: Vec<u8>, value: Vec<u8>, index: Vec<IndexEntry>) {
-        self.changes
-            .insert((table.to_string(), key), Some((value, index)));
+        self.change(table, true, key, Some((value, index)));
     }
 
+    /// Deletes a row of a table that may have indexes.
     pub fn delete(&mut self, table: &str, key: Vec<u8>) {
-        self.changes.insert((table.to_string(), key), None);
+        self.change(table, true, key, None);
+    }
+
+    /// Records a change; `indexed` says whether the table declares indexes.
+    pub fn change(&mut self, table: &str, indexed: bool, key: Vec<u8>, change: RowChange) {
+        let rows = match self.tables.get_mut(table) {
+            Some(t) => t,
+            None => self.tables.entry(table.to_string()).or_default(),
+        };
+        rows.indexed |= indexed;
+        rows.rows.insert(key, change);
     }
 
     /// The pending change to a key: `Some(None)` if it is being deleted.
     pub fn pending(&self, table: &str, key: &[u8]) -> Option<&RowChange> {
-        self.changes.get(&(table.to_string(), key.to_vec()))
+        self.tables.get(table)?.rows.get(key)
     }
 
     /// Pending changes to `table` within `range`, in key order.
@@ -178,23 +209,32 @@ impl WriteBatch {
         table: &'a str,
         range: &'a KeyRange,
     ) -> impl Iterator<Item = (&'a [u8], &'a RowChange)> + 'a {
-        self.changes
-            .range((table.to_string(), Vec::new())..)
-            .take_while(move |((t, _), _)| t == table)
-            .filter(move |((_, k), _)| range.contains(k))
-            .map(|((_, k), c)| (k.as_slice(), c))
+        self.tables
+            .get(table)
+            .into_iter()
+            .flat_map(|t| t.rows.iter())
+            .filter(move |(k, _)| range.contains(k))
+            .map(|(k, c)| (k.as_slice(), c))
     }
 
     pub fn len(&self) -> usize {
-        self.changes.len()
+        self.tables.values().map(|t| t.rows.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.tables.values().all(|t| t.rows.is_empty())
     }
 
-    pub fn into_changes(self) -> impl Iterator<Item = (String, Vec<u8>, RowChange)> {
-        self.changes.into_iter().map(|((t, k), c)| (t, k, c))
+    /// Every change, in (table, key) order.
+    pub fn changes(&self) -> impl Iterator<Item = BatchChange<'_>> {
+        self.tables.iter().flat_map(|(table, t)| {
+            t.rows.iter().map(move |(key, change)| BatchChange {
+                table,
+                key,
+                change,
+                indexed: t.indexed,
+            })
+        })
     }
 }
 
@@ -242,7 +282,7 @@ pub trait ReadModelStore: Send + Sync + 'static {
         namespace: &str,
         expected: Option<Position>,
         next: Checkpoint,
-        batch: WriteBatch,
+        batch: Arc<WriteBatch>,
     ) -> Result<(), ProjectionError>;
 
     /// Drops every row of the namespace and starts it over at `version`.

@@ -84,6 +84,11 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
         })
     }
 
+    /// Whether the table declares any index.
+    pub fn has_indexes(&self) -> bool {
+        !self.indexes.is_empty()
+    }
+
     pub(crate) fn index_entries(&self, value: &V) -> Vec<IndexEntry> {
         self.indexes
             .iter()

@@ -57,6 +57,10 @@ pub(crate) fn storage_error<E: Into<redb::Error>>(
     }
 }
 
+/// Reads of `$all` asking for at least this many events run on the
+/// blocking pool.
+const LARGE_READ: usize = 256;
+
 /// The embedded event store. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -388,16 +392,40 @@ impl EventStore for EmbeddedStore {
         filter: &EventFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let horizon = self.horizon();
-        let scan = read::scan_all(
-            &self.read_txn()?,
-            direction,
-            from,
-            max_count,
-            usize::MAX,
-            filter,
-            horizon,
-        )?;
-        Ok(scan.events)
+        if max_count < LARGE_READ {
+            let scan = read::scan_all(
+                &self.read_txn()?,
+                direction,
+                from,
+                max_count,
+                usize::MAX,
+                filter,
+                horizon,
+            )?;
+            return Ok(scan.events);
+        }
+        // A page this large takes milliseconds: read it off the async
+        // workers (a projection catching up applies one page while the
+        // next is read).
+        let db = self.db.clone();
+        let filter = filter.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db
+                .begin_read()
+                .map_err(storage_error("starting a read transaction"))?;
+            read::scan_all(
+                &txn,
+                direction,
+                from,
+                max_count,
+                usize::MAX,
+                &filter,
+                horizon,
+            )
+            .map(|scan| scan.events)
+        })
+        .await
+        .map_err(|e| StoreError::io("reading $all", e))?
     }
 
     fn subscribe_to_stream(&self, stream: &StreamName, from: SubscribeFrom<u64>) -> Subscription {
