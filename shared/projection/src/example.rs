@@ -69,7 +69,8 @@ impl CategoryCounts {
         Self {
             name: name.to_string(),
             version,
-            categories: Table::new("categories"),
+            // Binary, so that the tests run both encodings.
+            categories: Table::new("categories").binary(),
             streams: Table::new("streams")
                 .with_index("by_category", |s: &StreamActivity| vec![s.category.clone()]),
         }

@@ -45,5 +45,5 @@ pub use feed::{ChangeDraft, ChangeRecord, Feed, FeedCursor, FeedScope};
 pub use projection::{ApplyError, Changes, Projection};
 pub use read_model::embedded::EmbeddedReadModels;
 pub use read_model::memory::MemoryReadModels;
-pub use read_model::{Checkpoint, Key, KeyRange, ReadModelStore, ReadModels, Table};
+pub use read_model::{Checkpoint, Encoding, Key, KeyRange, ReadModelStore, ReadModels, Table};
 pub use runner::{ProjectionRunner, ProjectionStatus, RunState, RunnerConfig};

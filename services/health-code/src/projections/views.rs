@@ -237,18 +237,20 @@ pub struct Tables {
 }
 
 impl Default for Tables {
+    // Binary rows (postcard): a person's row is rewritten on most of their
+    // events, and in JSON it was most of what a catch-up wrote.
     fn default() -> Self {
         Self {
-            persons: Table::new("persons"),
-            colour_counts: Table::new("colour_counts"),
-            colour_totals: Table::new("colour_totals"),
-            colour_history: Table::new("colour_history"),
-            risk_areas: Table::new("risk_areas"),
-            checkpoints: Table::new("checkpoints"),
-            scans: Table::new("scans"),
-            appeals: Table::new("appeals"),
-            access: Table::new("access"),
-            policies: Table::new("policies"),
+            persons: Table::new("persons").binary(),
+            colour_counts: Table::new("colour_counts").binary(),
+            colour_totals: Table::new("colour_totals").binary(),
+            colour_history: Table::new("colour_history").binary(),
+            risk_areas: Table::new("risk_areas").binary(),
+            checkpoints: Table::new("checkpoints").binary(),
+            scans: Table::new("scans").binary(),
+            appeals: Table::new("appeals").binary(),
+            access: Table::new("access").binary(),
+            policies: Table::new("policies").binary(),
         }
     }
 }
@@ -804,9 +806,10 @@ impl Projection for HealthCodeViews {
     }
 
     /// 2: colour counts per province, city and county with an hourly
-    /// series (`colour_totals`, `colour_history`).
+    /// series (`colour_totals`, `colour_history`). 3: rows in postcard
+    /// instead of JSON.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn filter(&self) -> EventFilter {

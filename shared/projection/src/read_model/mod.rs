@@ -29,7 +29,7 @@ use tongban_store::Position;
 
 use crate::error::ProjectionError;
 pub use key::{Key, KeyPart};
-pub use table::{Index, ReadModels, Table};
+pub use table::{Encoding, Index, ReadModels, Table};
 
 /// What a backend keeps about a namespace besides its rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,10 +25,24 @@ impl<V> Clone for Index<V> {
     }
 }
 
-/// A typed table: keys `K` in order, JSON values `V`, with secondary indexes
-/// the store maintains on every write.
+/// How a table's values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// JSON: any serde type (maps, `serde_json::Value`, skipped fields).
+    Json,
+    /// postcard: a third of JSON's size and several times faster to read
+    /// and write, for plain data (no skipped or flattened fields, no
+    /// `serde_json::Value`). Not self-describing: changing the type means
+    /// a new projection version, which rebuilds the rows.
+    Binary,
+}
+
+/// A typed table: keys `K` in order, values `V` (JSON unless
+/// [`binary`](Table::binary)), with secondary indexes the store maintains
+/// on every write.
 pub struct Table<K, V> {
     name: String,
+    encoding: Encoding,
     indexes: Vec<Index<V>>,
     _types: PhantomData<fn() -> (K, V)>,
 }
@@ -37,6 +51,7 @@ impl<K, V> Clone for Table<K, V> {
     fn clone(&self) -> Self {
         Self {
             name: self.name.clone(),
+            encoding: self.encoding,
             indexes: self.indexes.clone(),
             _types: PhantomData,
         }
@@ -47,9 +62,20 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
+            encoding: Encoding::Json,
             indexes: Vec::new(),
             _types: PhantomData,
         }
+    }
+
+    /// Stores values as postcard instead of JSON (see [`Encoding::Binary`]).
+    pub fn binary(mut self) -> Self {
+        self.encoding = Encoding::Binary;
+        self
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// Adds an index named `name`: every value is found under the keys `f`
@@ -71,16 +97,24 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
     }
 
     pub(crate) fn encode_value(&self, value: &V) -> Result<Vec<u8>, ProjectionError> {
-        serde_json::to_vec(value).map_err(|e| ProjectionError::Encode {
+        let encoded = match self.encoding {
+            Encoding::Json => serde_json::to_vec(value).map_err(|e| e.to_string()),
+            Encoding::Binary => postcard::to_allocvec(value).map_err(|e| e.to_string()),
+        };
+        encoded.map_err(|reason| ProjectionError::Encode {
             what: format!("a row of table '{}'", self.name),
-            reason: e.to_string(),
+            reason,
         })
     }
 
     pub(crate) fn decode_value(&self, bytes: &[u8]) -> Result<V, ProjectionError> {
-        serde_json::from_slice(bytes).map_err(|e| ProjectionError::Decode {
+        let decoded = match self.encoding {
+            Encoding::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Encoding::Binary => postcard::from_bytes(bytes).map_err(|e| e.to_string()),
+        };
+        decoded.map_err(|reason| ProjectionError::Decode {
             what: format!("a row of table '{}'", self.name),
-            reason: e.to_string(),
+            reason,
         })
     }
 
@@ -230,5 +264,64 @@ impl ReadModels {
         let key = index_key.encode_key();
         self.by_index(table, index, &KeyRange::between(key.clone(), key))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Person {
+        id: String,
+        colours: BTreeMap<String, String>,
+        temperature: Option<f64>,
+        travel: Vec<(String, u32)>,
+    }
+
+    fn person() -> Person {
+        Person {
+            id: "7f1e0c3a-0000-4000-8000-000000000001".into(),
+            colours: [("110000".to_string(), "yellow".to_string())].into(),
+            temperature: Some(36.6),
+            travel: vec![("2020-06-12".into(), 110106)],
+        }
+    }
+
+    #[test]
+    fn a_binary_table_reads_back_what_it_wrote_in_fewer_bytes_than_json(
+    ) -> Result<(), ProjectionError> {
+        // given the same value in a JSON and a binary table
+        let json: Table<String, Person> = Table::new("persons");
+        let binary: Table<String, Person> = Table::new("persons").binary();
+
+        // when each encodes it
+        let as_json = json.encode_value(&person())?;
+        let as_binary = binary.encode_value(&person())?;
+
+        // then each decodes it unchanged, and the binary form is smaller
+        assert_eq!(json.decode_value(&as_json)?, person());
+        assert_eq!(binary.decode_value(&as_binary)?, person());
+        assert!(as_binary.len() < as_json.len());
+        Ok(())
+    }
+
+    #[test]
+    fn a_binary_row_that_does_not_decode_names_its_table() {
+        // given bytes that are not a postcard person
+        let binary: Table<String, Person> = Table::new("persons").binary();
+
+        // when decoded
+        let error = binary.decode_value(&[0xff, 0xff]);
+
+        // then the error names the table
+        assert!(
+            matches!(&error, Err(ProjectionError::Decode { what, .. }) if what.contains("persons")),
+            "{error:?}"
+        );
     }
 }
