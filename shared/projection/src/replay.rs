@@ -28,6 +28,7 @@ pub(crate) struct Applied {
 async fn apply_events(
     projection: &dyn Projection,
     models: &ReadModels,
+    catch_up: bool,
     uncommitted: Option<Arc<WriteBatch>>,
     base: &Checkpoint,
     events: &[RecordedEvent],
@@ -50,7 +51,10 @@ async fn apply_events(
                 .await
                 .map_err(|e| apply_failure(projection.name(), events, e))?;
         }
-        let (batch, published) = changes.finish();
+        let (mut batch, published) = changes.finish();
+        if catch_up {
+            batch.mark_catch_up();
+        }
         Ok(Applied {
             batch: Arc::new(batch),
             published,
@@ -102,7 +106,10 @@ pub async fn apply_batch(
     events: &[RecordedEvent],
     scanned_to: Position,
 ) -> Result<Vec<ChangeRecord>, ProjectionError> {
-    let applied = apply_events(projection, models, None, checkpoint, events, scanned_to).await?;
+    let applied = apply_events(
+        projection, models, false, None, checkpoint, events, scanned_to,
+    )
+    .await?;
     commit_applied(models, checkpoint, applied).await
 }
 
@@ -220,11 +227,19 @@ pub async fn replay(
         };
         let apply = async {
             match &page {
-                Some((page, scanned_to)) => {
-                    apply_events(projection, models, overlay, &applied_to, page, *scanned_to)
-                        .await
-                        .map(Some)
-                }
+                // The batch that reaches `until` is committed as a live one,
+                // so that a catch-up ends with its work durable.
+                Some((page, scanned_to)) => apply_events(
+                    projection,
+                    models,
+                    *scanned_to < until,
+                    overlay,
+                    &applied_to,
+                    page,
+                    *scanned_to,
+                )
+                .await
+                .map(Some),
                 None => Ok(None),
             }
         };

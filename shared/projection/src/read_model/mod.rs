@@ -152,6 +152,7 @@ pub type RowChange = Option<(Vec<u8>, Vec<IndexEntry>)>;
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
     tables: BTreeMap<String, TableChanges>,
+    catch_up: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -201,6 +202,17 @@ impl WriteBatch {
     /// The pending change to a key: `Some(None)` if it is being deleted.
     pub fn pending(&self, table: &str, key: &[u8]) -> Option<&RowChange> {
         self.tables.get(table)?.rows.get(key)
+    }
+
+    /// Marks the batch as part of a catch-up with history: a backend may
+    /// make it durable later than a live batch (its events are redone from
+    /// the log after a crash either way).
+    pub fn mark_catch_up(&mut self) {
+        self.catch_up = true;
+    }
+
+    pub fn is_catch_up(&self) -> bool {
+        self.catch_up
     }
 
     /// Pending changes to `table` within `range`, in key order.
