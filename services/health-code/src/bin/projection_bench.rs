@@ -14,8 +14,9 @@
 //! 2. Catch-up: every health-code projection (today the one `health_code`
 //!    projection) from zero to the head, on an embedded read-model store,
 //!    with the gateway's runner configuration; events per second against
-//!    the 200,000 target; peak memory (VmHWM) before and after, and the
-//!    peak of the catch-up alone (the high-water mark is reset first).
+//!    the 200,000 target, until the last batch is committed and fsynced;
+//!    peak memory (VmHWM) before and after, and the peak of the catch-up
+//!    alone (the high-water mark is reset first).
 //! 3. Lag: the projection follows the log live while a writer appends
 //!    5,000 events per second for 20 seconds (5 seconds with `--quick`):
 //!    every append's delay until the read models include it (p50, p99,

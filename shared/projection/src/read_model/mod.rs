@@ -7,7 +7,8 @@
 //!   of rows, one of index entries and one of checkpoints per namespace, or
 //!   a schema per namespace) can follow without touching the services.
 //! - [`Table`] and [`Index`] give services typed access on top: keys are
-//!   order-preserving ([`key`]), values are JSON.
+//!   order-preserving ([`key`]), values are JSON or, for plain data,
+//!   postcard ([`Encoding`]).
 //! - [`WriteBatch`] collects a projection's changes; [`ReadModelStore::commit`]
 //!   applies them and moves the checkpoint in one transaction, so a crash
 //!   never applies an event twice or skips one.
