@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::error::ProjectionError;
 use crate::feed::ChangeRecord;
 use crate::projection::{ApplyError, Changes, Projection};
-use crate::read_model::{Checkpoint, ReadModels, WriteBatch};
+use crate::read_model::{BatchDurability, Checkpoint, ReadModels, WriteBatch};
 
 /// A batch applied to a projection but not yet committed.
 pub(crate) struct Applied {
@@ -28,7 +28,7 @@ pub(crate) struct Applied {
 async fn apply_events(
     projection: &dyn Projection,
     models: &ReadModels,
-    catch_up: bool,
+    durability: BatchDurability,
     uncommitted: Option<Arc<WriteBatch>>,
     base: &Checkpoint,
     events: &[RecordedEvent],
@@ -52,9 +52,7 @@ async fn apply_events(
                 .map_err(|e| apply_failure(projection.name(), events, e))?;
         }
         let (mut batch, published) = changes.finish();
-        if catch_up {
-            batch.mark_catch_up();
-        }
+        batch.set_durability(durability);
         Ok(Applied {
             batch: Arc::new(batch),
             published,
@@ -107,7 +105,13 @@ pub async fn apply_batch(
     scanned_to: Position,
 ) -> Result<Vec<ChangeRecord>, ProjectionError> {
     let applied = apply_events(
-        projection, models, false, None, checkpoint, events, scanned_to,
+        projection,
+        models,
+        BatchDurability::Live,
+        None,
+        checkpoint,
+        events,
+        scanned_to,
     )
     .await?;
     commit_applied(models, checkpoint, applied).await
@@ -227,12 +231,16 @@ pub async fn replay(
         };
         let apply = async {
             match &page {
-                // The batch that reaches `until` is committed as a live one,
-                // so that a catch-up ends with its work durable.
+                // The batch that reaches `until` is durable when committed,
+                // so that a catch-up ends with its work on disk.
                 Some((page, scanned_to)) => apply_events(
                     projection,
                     models,
-                    *scanned_to < until,
+                    if *scanned_to < until {
+                        BatchDurability::CatchUp
+                    } else {
+                        BatchDurability::Now
+                    },
                     overlay,
                     &applied_to,
                     page,

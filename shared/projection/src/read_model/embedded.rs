@@ -8,7 +8,7 @@
 //! checkpoint). Rows and checkpoint always commit together. A commit is
 //! fsynced (`Durability::Immediate`) when the file's last fsynced commit is
 //! older than [`DURABLE_EVERY`] ([`DURABLE_EVERY_CATCHING_UP`] for a batch
-//! of a catch-up); commits in between (a projection catching up commits
+//! of a catch-up, at once for the batch that ends it); commits in between (a projection catching up commits
 //! many batches a second) are not fsynced. A crash then rolls the file back
 //! to its last fsynced commit, rows and checkpoint together, and the
 //! projection re-applies the events after that checkpoint from the log:
@@ -30,8 +30,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use tongban_store::Position;
 
 use super::{
-    validate_namespace, BatchChange, Checkpoint, IndexEntry, IndexRow, KeyRange, ReadModelStore,
-    Row, WriteBatch,
+    validate_namespace, BatchChange, BatchDurability, Checkpoint, IndexEntry, IndexRow, KeyRange,
+    ReadModelStore, Row, WriteBatch,
 };
 use crate::error::ProjectionError;
 
@@ -433,10 +433,10 @@ impl ReadModelStore for EmbeddedReadModels {
         batch: Arc<WriteBatch>,
     ) -> Result<(), ProjectionError> {
         let db = self.db(namespace)?;
-        let every = if batch.is_catch_up() {
-            DURABLE_EVERY_CATCHING_UP
-        } else {
-            DURABLE_EVERY
+        let every = match batch.durability() {
+            BatchDurability::Live => DURABLE_EVERY,
+            BatchDurability::CatchUp => DURABLE_EVERY_CATCHING_UP,
+            BatchDurability::Now => Duration::ZERO,
         };
         let durable = self.durable_turn(namespace, every);
         let namespace = namespace.to_string();

@@ -153,7 +153,22 @@ pub type RowChange = Option<(Vec<u8>, Vec<IndexEntry>)>;
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
     tables: BTreeMap<String, TableChanges>,
-    catch_up: bool,
+    durability: BatchDurability,
+}
+
+/// How soon a committed batch must be durable. Whatever a backend makes of
+/// it, a crash never applies an event twice or skips one: what was not yet
+/// durable is redone from the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchDurability {
+    /// A live batch: soon (the embedded backend: within a second).
+    #[default]
+    Live,
+    /// A batch of a catch-up with history: may wait longer (the embedded
+    /// backend: within five seconds).
+    CatchUp,
+    /// Durable when the commit returns (the batch that ends a catch-up).
+    Now,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -205,15 +220,12 @@ impl WriteBatch {
         self.tables.get(table)?.rows.get(key)
     }
 
-    /// Marks the batch as part of a catch-up with history: a backend may
-    /// make it durable later than a live batch (its events are redone from
-    /// the log after a crash either way).
-    pub fn mark_catch_up(&mut self) {
-        self.catch_up = true;
+    pub fn set_durability(&mut self, durability: BatchDurability) {
+        self.durability = durability;
     }
 
-    pub fn is_catch_up(&self) -> bool {
-        self.catch_up
+    pub fn durability(&self) -> BatchDurability {
+        self.durability
     }
 
     /// Pending changes to `table` within `range`, in key order.
