@@ -15,7 +15,7 @@ use crate::projection::{ApplyError, Changes, Projection};
 use crate::read_model::{BatchDurability, Checkpoint, ReadModels, WriteBatch};
 
 /// A batch applied to a projection but not yet committed.
-pub(crate) struct Applied {
+struct Applied {
     batch: Arc<WriteBatch>,
     published: Vec<ChangeRecord>,
     next: Checkpoint,

@@ -74,10 +74,6 @@ impl<K: Key, V: Serialize + DeserializeOwned> Table<K, V> {
         self
     }
 
-    pub fn encoding(&self) -> Encoding {
-        self.encoding
-    }
-
     /// Adds an index named `name`: every value is found under the keys `f`
     /// gives it (none, one or several).
     pub fn with_index<IK: Key>(
