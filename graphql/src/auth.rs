@@ -22,6 +22,16 @@ use tongban_kernel::{Actor, ActorId, CheckpointId, DivisionCode, PersonId, Role}
 use crate::config::{AuthConfig, Mode, Secret};
 use crate::error::GatewayError;
 
+/// The shortest development key accepted (an empty or short key would let
+/// anyone sign tokens).
+const MIN_DEV_KEY_BYTES: usize = 32;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.
+const LEEWAY_SECONDS: u64 = 5;
+
+/// The longest lifetime a token may claim (`exp` from now), seconds.
+const MAX_LIFETIME_SECONDS: i64 = 31 * 24 * 3600;
+
 /// Where the development key lives in a data directory.
 pub fn dev_key_path(data: &Path) -> PathBuf {
     data.join("dev-jwt.key")
@@ -257,6 +267,14 @@ impl Verifier {
         }
         if mode == Mode::Development {
             if let Some(secret) = dev {
+                if secret.expose().len() < MIN_DEV_KEY_BYTES {
+                    anyhow::bail!(
+                        "the development key is {} bytes, at least {MIN_DEV_KEY_BYTES} are needed: \
+                         delete {} and start `tongban serve` to create a new one",
+                        secret.expose().len(),
+                        dev_key_path(Path::new("<data>")).display()
+                    );
+                }
                 keys.push(Key {
                     kid: None,
                     key: DecodingKey::from_secret(secret.expose().as_bytes()),
@@ -317,7 +335,8 @@ impl Verifier {
         let mut last = bad("token signature is not valid (forged or signed with another key)");
         for key in candidates {
             let mut validation = Validation::new(key.alg);
-            validation.leeway = 30;
+            validation.leeway = LEEWAY_SECONDS;
+            validation.validate_nbf = true;
             validation.set_required_spec_claims(&["exp", "sub"]);
             if let Some(iss) = &self.issuer {
                 validation.set_issuer(&[iss]);
@@ -327,10 +346,16 @@ impl Verifier {
                 None => validation.validate_aud = false,
             }
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(data) => return data.claims.identity(),
+                Ok(data) => {
+                    check_times(&data.claims)?;
+                    return data.claims.identity();
+                }
                 Err(e) => {
                     last = match e.kind() {
                         ErrorKind::ExpiredSignature => return Err(bad("token has expired")),
+                        ErrorKind::ImmatureSignature => {
+                            return Err(bad("token is not valid yet (`nbf`)"))
+                        }
                         ErrorKind::InvalidSignature => {
                             bad("token signature is not valid (forged or signed with another key)")
                         }
@@ -353,6 +378,23 @@ impl Verifier {
         }
         Err(last)
     }
+}
+
+/// Refuses a token issued in the future or claiming a lifetime longer than
+/// [`MAX_LIFETIME_SECONDS`] (`exp` and `nbf` are checked by the library).
+fn check_times(claims: &Claims) -> Result<(), GatewayError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let leeway = LEEWAY_SECONDS as i64;
+    if claims.iat > now + leeway {
+        return Err(bad("token is issued in the future (`iat`)"));
+    }
+    if claims.exp.saturating_sub(now) > MAX_LIFETIME_SECONDS {
+        return Err(bad(format!(
+            "token lifetime exceeds {} days (`exp`)",
+            MAX_LIFETIME_SECONDS / 86_400
+        )));
+    }
+    Ok(())
 }
 
 /// Mints a development token (HS256 with the local development key).
@@ -388,7 +430,7 @@ mod tests {
     #[test]
     fn a_development_token_verifies_to_its_role() {
         let secret = Secret::new("k".repeat(64));
-        let token = mint_dev(&secret, &claims("health_official", i64::MAX / 2)).unwrap();
+        let token = mint_dev(&secret, &claims("health_official", soon())).unwrap();
         let actor = verifier(&secret, Mode::Development).verify(&token).unwrap();
         assert_eq!(actor.role_name(), "health_official");
     }
@@ -396,7 +438,7 @@ mod tests {
     #[test]
     fn an_enterprise_token_names_its_enterprise_by_subject() {
         let secret = Secret::new("k".repeat(64));
-        let mut enterprise = claims("enterprise", i64::MAX / 2);
+        let mut enterprise = claims("enterprise", soon());
         enterprise.region = None;
         let token = mint_dev(&secret, &enterprise).unwrap();
         let actor = verifier(&secret, Mode::Development).verify(&token).unwrap();
@@ -406,7 +448,7 @@ mod tests {
                 enterprise: uuid::Uuid::parse_str(&enterprise.sub).unwrap()
             }
         );
-        let mut unnamed = claims("enterprise", i64::MAX / 2);
+        let mut unnamed = claims("enterprise", soon());
         unnamed.sub = "acme".into();
         let err = mint_dev(&secret, &unnamed)
             .map(|t| verifier(&secret, Mode::Development).verify(&t))
@@ -425,7 +467,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expired"));
-        let forged = mint_dev(&Secret::new("other"), &claims("admin", i64::MAX / 2)).unwrap();
+        let forged = mint_dev(&Secret::new("other"), &claims("admin", soon())).unwrap();
         assert!(v
             .verify(&forged)
             .unwrap_err()
@@ -438,10 +480,49 @@ mod tests {
             .contains("malformed"));
     }
 
+    fn soon() -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp() + 600
+    }
+
+    #[test]
+    fn tokens_from_the_future_or_for_years_or_not_yet_valid_are_refused() {
+        let secret = Secret::new("k".repeat(64));
+        let v = verifier(&secret, Mode::Development);
+        let mut forever = claims("admin", 1 << 40);
+        forever.iat = 0;
+        let err = v.verify(&mint_dev(&secret, &forever).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("lifetime"), "{err}");
+        let mut future = claims("admin", soon());
+        future.iat = soon();
+        let err = v.verify(&mint_dev(&secret, &future).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("future"), "{err}");
+        let not_yet = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "a", "role": "admin", "exp": soon(), "nbf": soon() - 60}),
+            &EncodingKey::from_secret(secret.expose().as_bytes()),
+        )
+        .unwrap();
+        let err = v.verify(&not_yet).unwrap_err();
+        assert!(err.to_string().contains("not valid yet"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_or_short_development_key_is_refused() {
+        for short in ["", "abc", &"k".repeat(31)] {
+            let err = Verifier::new(
+                &AuthConfig::default(),
+                Mode::Development,
+                Some(&Secret::new(short)),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("at least 32"), "{err}");
+        }
+    }
+
     #[test]
     fn production_mode_refuses_development_tokens() {
         let secret = Secret::new("k".repeat(64));
-        let token = mint_dev(&secret, &claims("admin", i64::MAX / 2)).unwrap();
+        let token = mint_dev(&secret, &claims("admin", soon())).unwrap();
         let err = verifier(&secret, Mode::Production)
             .verify(&token)
             .unwrap_err();

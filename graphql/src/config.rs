@@ -63,10 +63,25 @@ pub struct AuthConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Deepest query nesting.
+    /// Deepest query nesting (introspection aside).
     pub max_depth: usize,
-    /// Highest query complexity (one per field, lists times `limit`).
+    /// Deepest nesting inside `__schema` / `__type` (the standard
+    /// introspection query needs about 13).
+    pub max_introspection_depth: usize,
+    /// Highest query complexity (one per field, lists times their size).
     pub max_complexity: usize,
+    /// Most fields a document expands to once its fragments are spread.
+    pub max_fields: u64,
+    /// Most fragment definitions in one document.
+    pub max_fragments: usize,
+    /// Largest response body, bytes.
+    pub max_response_bytes: usize,
+    /// Most HTTP requests in flight; past it, 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// Longest a request waits for a slot when the cap is reached, ms.
+    pub queue_wait_ms: u64,
+    /// Most operations (subscriptions included) one WebSocket runs at once.
+    pub max_operations_per_connection: usize,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// Requests per second per token (or per address without a token).
@@ -83,7 +98,14 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_depth: 10,
+            max_introspection_depth: 20,
             max_complexity: 1000,
+            max_fields: 2_000,
+            max_fragments: 100,
+            max_response_bytes: 8 * 1024 * 1024,
+            max_in_flight: 1024,
+            queue_wait_ms: 100,
+            max_operations_per_connection: 64,
             max_body_bytes: 64 * 1024,
             rate_per_second: 5000,
             rate_burst: 10000,
@@ -113,6 +135,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request limits.
     pub limits: Limits,
+    /// Development mode on an address other hosts can reach (it hands out
+    /// demo tokens and accepts locally minted ones): refused unless set.
+    pub allow_remote_development: bool,
 }
 
 impl Default for Config {
@@ -126,6 +151,7 @@ impl Default for Config {
             workers: None,
             auth: AuthConfig::default(),
             limits: Limits::default(),
+            allow_remote_development: false,
         }
     }
 }
@@ -141,6 +167,8 @@ pub struct Overrides {
     pub listen: Option<SocketAddr>,
     /// `--store`.
     pub store: Option<String>,
+    /// `--allow-remote-development`.
+    pub allow_remote_development: bool,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -213,7 +241,42 @@ impl Config {
         if let Some(s) = &flags.store {
             config.store = Some(s.clone());
         }
+        if let Some(v) = env("ALLOW_REMOTE_DEVELOPMENT") {
+            config.allow_remote_development = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        config.allow_remote_development |= flags.allow_remote_development;
         Ok(config)
+    }
+
+    /// Refuses configurations that would be unsafe to serve: development
+    /// mode (demo tokens, locally minted tokens) on an address other hosts
+    /// reach unless explicitly allowed; production mode without any token
+    /// verification key (nobody could sign in).
+    pub fn check_serving(&self) -> anyhow::Result<()> {
+        match self.mode {
+            Mode::Development
+                if !self.listen.ip().is_loopback() && !self.allow_remote_development =>
+            {
+                bail!(
+                    "development mode on {} would let other hosts use development tokens; \
+                     listen on 127.0.0.1, set `mode = \"production\"` with token keys, \
+                     or pass --allow-remote-development (TONGBAN_ALLOW_REMOTE_DEVELOPMENT=1) \
+                     if this is a throwaway test machine",
+                    self.listen
+                )
+            }
+            Mode::Production
+                if self.auth.ed25519_public_keys.is_empty()
+                    && self.auth.rsa_public_keys.is_empty()
+                    && self.auth.jwks_file.is_none() =>
+            {
+                bail!(
+                    "production mode needs token verification keys: set [auth] \
+                     ed25519_public_keys, rsa_public_keys or jwks_file (TONGBAN_JWKS_FILE)"
+                )
+            }
+            _ => Ok(()),
+        }
     }
 
     fn from_file(path: &Path) -> anyhow::Result<Self> {
@@ -242,6 +305,27 @@ mod tests {
         let c: Config = toml::from_str(text).expect("infra/tongban.example.toml parses");
         assert_eq!(c.mode, Mode::Production);
         assert_eq!(c.limits.max_depth, 10);
+    }
+
+    #[test]
+    fn development_mode_is_refused_on_a_reachable_address_unless_allowed() {
+        let mut c = Config::default();
+        c.check_serving().unwrap();
+        c.listen = "0.0.0.0:8080".parse().unwrap();
+        let err = c.check_serving().unwrap_err().to_string();
+        assert!(err.contains("--allow-remote-development"), "{err}");
+        c.allow_remote_development = true;
+        c.check_serving().unwrap();
+    }
+
+    #[test]
+    fn production_mode_without_token_keys_is_refused() {
+        let c = Config {
+            mode: Mode::Production,
+            ..Config::default()
+        };
+        let err = c.check_serving().unwrap_err().to_string();
+        assert!(err.contains("token verification keys"), "{err}");
     }
 
     #[test]

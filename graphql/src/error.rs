@@ -29,9 +29,31 @@ pub enum GatewayError {
     /// 400 `BAD_REQUEST`: the body is not a GraphQL request.
     #[error("malformed GraphQL request: {0}")]
     BadRequest(String),
-    /// 503 `TIMEOUT`: the request took longer than the configured timeout.
+    /// 503 `TIMEOUT`: the request took longer than the configured timeout
+    /// (time spent waiting for a slot included).
     #[error("request did not finish within {0} ms and was cancelled")]
     Timeout(u64),
+    /// 503 `OVERLOADED` with `Retry-After`: more requests are in flight than
+    /// the configured cap.
+    #[error("the server is busy ({in_flight} requests in flight); retry shortly")]
+    Overloaded {
+        /// The cap.
+        in_flight: usize,
+    },
+    /// 400 `RESPONSE_TOO_LARGE`: the answer would exceed the configured size.
+    #[error("the response of {size} bytes exceeds the limit of {limit} bytes; ask for fewer fields, aliases or a shorter range")]
+    ResponseTooLarge {
+        /// Size of the answer.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// 415 `UNSUPPORTED_MEDIA_TYPE`: a POST body that is not `application/json`.
+    #[error("a POST to /graphql must have `Content-Type: application/json`{}", .0.as_deref().map(|t| format!(", not `{t}`")).unwrap_or_default())]
+    UnsupportedMediaType(Option<String>),
+    /// 500 `INTERNAL`: a resolver failed unexpectedly (a bug); logged.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl GatewayError {
@@ -43,6 +65,10 @@ impl GatewayError {
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::Timeout(_) => "TIMEOUT",
+            Self::Overloaded { .. } => "OVERLOADED",
+            Self::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE",
+            Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Self::Internal(_) => "INTERNAL",
         }
     }
 }
@@ -54,7 +80,10 @@ impl ResponseError for GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ResponseTooLarge { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -69,6 +98,9 @@ impl ResponseError for GatewayError {
                     "Retry-After",
                     retry_after_ms.div_ceil(1000).max(1).to_string(),
                 ));
+            }
+            Self::Overloaded { .. } | Self::Timeout(_) => {
+                res.insert_header(("Retry-After", "1"));
             }
             _ => {}
         }

@@ -12,8 +12,10 @@
 //!   gateway holds no domain logic) plus a few gateway fields.
 //! - [`auth`]: bearer JWTs (Ed25519/RSA public keys, a JWKS file; HS256
 //!   with a local key only in development mode) into a kernel `Actor`.
-//! - [`limits`]: per-token rate limits; depth, complexity, body size and
-//!   time limits are configured in [`server`].
+//! - [`limits`]: per-caller rate limits and the cap on requests in flight.
+//! - [`query_guard`]: a document's shape (depth, fields once fragments are
+//!   spread, fragments) measured in linear time before validation; the
+//!   per-operation guards of WebSocket connections.
 //! - [`metrics`]: Prometheus text metrics.
 //! - [`server`]: the actix-web application: `/graphql` (GET, POST,
 //!   WebSocket), `/graphiql`, `/healthz`, `/readyz`, `/metrics`, `/`.
@@ -32,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod portal;
+pub mod query_guard;
 pub mod schema;
 pub mod server;
 pub mod streams;

@@ -39,6 +39,10 @@ struct NodeArgs {
     /// Event store: `embedded` (default) or `esdb://host:port`.
     #[arg(long)]
     store: Option<String>,
+    /// Serve development mode on an address other hosts can reach (refused
+    /// otherwise: development mode hands out demo tokens).
+    #[arg(long)]
+    allow_remote_development: bool,
 }
 
 impl NodeArgs {
@@ -48,7 +52,15 @@ impl NodeArgs {
             data: self.data.clone(),
             listen: self.listen,
             store: self.store.clone(),
+            allow_remote_development: self.allow_remote_development,
         })
+    }
+
+    /// The configuration of a node that will serve: refused when unsafe.
+    fn serving_config(&self) -> anyhow::Result<Config> {
+        let config = self.config()?;
+        config.check_serving()?;
+        Ok(config)
     }
 }
 
@@ -127,11 +139,21 @@ fn print_urls(addr: SocketAddr, mode: Mode) {
         "  Health         http://{addr}/healthz  http://{addr}/readyz"
     );
     let _ = writeln!(out, "  Metrics        http://{addr}/metrics");
-    if mode == Mode::Development {
-        let _ = writeln!(
-            out,
-            "Development mode: mint tokens with `tongban token --role <role> --subject <id>`"
-        );
+    match mode {
+        Mode::Development => {
+            let _ = writeln!(
+                out,
+                "Mode: DEVELOPMENT. Tokens signed with the local development key are accepted \
+                 and the portal offers demo tokens to this machine: never expose it.\n\
+                 Mint tokens with `tongban token --role <role> --subject <id>`"
+            );
+            if !addr.ip().is_loopback() {
+                tracing::warn!(%addr, "development mode on an address other hosts can reach (--allow-remote-development)");
+            }
+        }
+        Mode::Production => {
+            let _ = writeln!(out, "Mode: production");
+        }
     }
     let _ = out.flush();
 }
@@ -181,7 +203,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let config = args.config()?;
+            let config = args.serving_config()?;
             let mode = config.mode;
             let (node, verifier) = open(config, Arc::new(NodeClock::default())).await?;
             server::serve(node, verifier, |addr| print_urls(addr, mode)).await
@@ -205,7 +227,11 @@ async fn main() -> anyhow::Result<()> {
             no_serve,
             node,
         } => {
-            let config = node.config()?;
+            let config = if no_serve {
+                node.config()?
+            } else {
+                node.serving_config()?
+            };
             let mode = config.mode;
             let clock = Arc::new(NodeClock::default());
             let (node, verifier) = open(config.clone(), clock.clone()).await?;

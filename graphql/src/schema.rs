@@ -47,6 +47,58 @@ pub type TongbanSchema = Schema<Query, Mutation, Subscription>;
 #[derive(Default)]
 pub struct GatewayQuery;
 
+#[cfg(test)]
+mod origin_tests {
+    use super::RequestOrigin;
+
+    fn origin(peer: &str, host: Option<&str>) -> RequestOrigin {
+        RequestOrigin {
+            peer: Some(peer.parse().expect("ip")),
+            host: host.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn demo_tokens_go_to_loopback_clients_asking_for_a_loopback_name_only() {
+        assert!(origin("127.0.0.1", Some("127.0.0.1:8080")).is_local());
+        assert!(origin("127.0.0.1", Some("localhost:8080")).is_local());
+        assert!(origin("::1", Some("[::1]:8080")).is_local());
+        // DNS rebinding: the page's own name pointed at 127.0.0.1.
+        assert!(!origin("127.0.0.1", Some("evil.example:8080")).is_local());
+        assert!(!origin("10.0.0.7", Some("127.0.0.1:8080")).is_local());
+        assert!(!origin("127.0.0.1", None).is_local());
+    }
+}
+
+/// Where a request came from: the client's address and the `Host` it asked
+/// for (demo tokens go only to this machine, asked for by a loopback name,
+/// so a page from elsewhere that rebinds a DNS name to 127.0.0.1 gets none).
+#[derive(Clone, Debug, Default)]
+pub struct RequestOrigin {
+    /// The client's address.
+    pub peer: Option<std::net::IpAddr>,
+    /// The `Host` header.
+    pub host: Option<String>,
+}
+
+impl RequestOrigin {
+    /// A loopback client asking for a loopback host name.
+    pub fn is_local(&self) -> bool {
+        let Some(host) = self.host.as_deref() else {
+            return false;
+        };
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let loopback_name = name.eq_ignore_ascii_case("localhost")
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        self.peer.is_some_and(|p| p.is_loopback()) && loopback_name
+    }
+}
+
 /// Where the demo's roles are, in development mode only (`None` otherwise).
 pub struct DemoRoles {
     /// The data directory (development key and `demo-roles.json`).
@@ -132,12 +184,20 @@ impl GatewayQuery {
     }
 
     /// Development mode only, after `tongban demo` seeded this data
-    /// directory: the demo's roles, each with a fresh 24-hour token, for the
-    /// portal's sign-in page. Empty otherwise (and always in production).
+    /// directory, and only to a client on this machine that asked for a
+    /// loopback host name: the demo's roles, each with a fresh 24-hour
+    /// token, for the portal's sign-in page. Empty otherwise (and always in
+    /// production).
     async fn demo_roles(&self, ctx: &Context<'_>) -> Result<Vec<DemoRole>> {
         let Some(data) = ctx.data::<DemoRoles>()?.data.as_deref() else {
             return Ok(Vec::new());
         };
+        if !ctx
+            .data_opt::<RequestOrigin>()
+            .is_some_and(RequestOrigin::is_local)
+        {
+            return Ok(Vec::new());
+        }
         let Ok(text) = std::fs::read_to_string(crate::demo::roles_path(data)) else {
             return Ok(Vec::new());
         };
@@ -192,8 +252,14 @@ impl GatewayQuery {
     }
 }
 
-/// Builds the schema with the node's services and the limits.
-pub fn build(node: &Node, limits: &Limits) -> TongbanSchema {
+/// Builds the schema with the node's services and the limits (the shape
+/// of documents is measured by [`crate::query_guard`]; the executor's own
+/// depth rule is not used, as it cannot tell introspection apart).
+pub fn build(
+    node: &Node,
+    limits: &Limits,
+    limiter: Arc<crate::limits::RateLimiter>,
+) -> TongbanSchema {
     Schema::build(
         Query::default(),
         Mutation::default(),
@@ -208,7 +274,17 @@ pub fn build(node: &Node, limits: &Limits) -> TongbanSchema {
         data: (node.config.mode == crate::config::Mode::Development)
             .then(|| node.config.data.clone()),
     })
-    .limit_depth(limits.max_depth)
+    .extension(crate::query_guard::QueryGuard {
+        limits: crate::query_guard::ShapeLimits {
+            max_depth: limits.max_depth,
+            max_introspection_depth: limits.max_introspection_depth,
+            max_fields: limits.max_fields,
+            max_fragments: limits.max_fragments,
+        },
+        limiter,
+        timeout: std::time::Duration::from_millis(limits.request_timeout_ms),
+        max_operations_per_connection: limits.max_operations_per_connection,
+    })
     .limit_complexity(limits.max_complexity)
     .finish()
 }

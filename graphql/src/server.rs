@@ -3,11 +3,16 @@
 //! `/readyz`, `/metrics`, and the portal at `/` (see [`crate::portal`]).
 //!
 //! Before a request runs: the bearer token is verified (401 with the reason
-//! otherwise), the token's rate limit is taken (429), the body size is
-//! checked (413). The schema enforces depth and complexity; the request
-//! runs under a timeout (503).
+//! otherwise), the caller's rate limit is taken (429, keyed on the verified
+//! subject), a slot among the requests in flight is taken (503 with
+//! `Retry-After` past the cap), the body size is checked (413) and a POST
+//! must be JSON (415). The document's shape is measured before validation
+//! ([`crate::query_guard`], also for WebSocket operations); the request
+//! runs under a timeout that counts the time it queued (503); a panic in a
+//! resolver is a 500 `INTERNAL`; an answer larger than the cap is refused.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,10 +30,11 @@ use tongban_store::EventStore;
 use crate::auth::{Identity, Verifier};
 use crate::config::Limits;
 use crate::error::GatewayError;
-use crate::limits::RateLimiter;
+use crate::limits::{InFlight, RateKey, RateLimiter};
 use crate::metrics::{Metrics, Route};
 use crate::node::Node;
-use crate::schema::{self, TongbanSchema};
+use crate::query_guard::WebSocketConnection;
+use crate::schema::{self, RequestOrigin, TongbanSchema};
 
 /// Shared by every worker.
 pub struct AppState {
@@ -36,8 +42,10 @@ pub struct AppState {
     pub schema: TongbanSchema,
     /// Token verification.
     pub verifier: Arc<Verifier>,
-    /// Per-token rate limits.
-    pub limiter: RateLimiter,
+    /// Per-caller rate limits (shared with the WebSocket guard).
+    pub limiter: Arc<RateLimiter>,
+    /// The cap on requests in flight.
+    pub in_flight: InFlight,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Limits.
@@ -60,12 +68,25 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity
     }
 }
 
-fn rate_key(req: &HttpRequest) -> String {
-    match req.headers().get(header::AUTHORIZATION) {
-        Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-        None => req
-            .peer_addr()
-            .map_or_else(|| "anonymous".into(), |a| a.ip().to_string()),
+fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+fn rate_key(req: &HttpRequest, identity: Option<&Identity>) -> RateKey {
+    match identity {
+        Some(identity) => RateKey::caller(&identity.actor),
+        None => RateKey::address(peer_ip(req)),
+    }
+}
+
+fn origin(req: &HttpRequest) -> RequestOrigin {
+    RequestOrigin {
+        peer: peer_ip(req),
+        host: req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
@@ -91,6 +112,10 @@ fn explain(errors: &mut [ServerError], limits: &Limits) {
                 limits.max_complexity
             );
             "QUERY_TOO_COMPLEX"
+        } else if e.message.starts_with("Failed to parse") || e.message.starts_with("Invalid value")
+        {
+            // An argument the executor could not take (type or range).
+            "INVALID_INPUT"
         } else if e.path.is_empty() {
             "GRAPHQL_VALIDATION_FAILED"
         } else {
@@ -132,25 +157,70 @@ async fn read_body(
 
 async fn execute(
     state: &AppState,
+    req: &HttpRequest,
+    started: Instant,
     identity: Option<Identity>,
     mut request: async_graphql::Request,
 ) -> Result<HttpResponse, GatewayError> {
+    use futures::FutureExt as _;
     if let Some(identity) = identity {
         identity.insert_into(&mut request.data);
     }
-    let timeout = Duration::from_millis(state.limits.request_timeout_ms);
-    let mut response = tokio::time::timeout(timeout, state.schema.execute(request))
+    request.data.insert(origin(req));
+    let budget = Duration::from_millis(state.limits.request_timeout_ms);
+    let timed_out = || GatewayError::Timeout(state.limits.request_timeout_ms);
+    let _slot = tokio::time::timeout(budget, state.in_flight.enter())
         .await
-        .map_err(|_| GatewayError::Timeout(state.limits.request_timeout_ms))?;
+        .map_err(|_| timed_out())??;
+    // The timeout counts the time spent waiting for the slot.
+    let left = budget
+        .checked_sub(started.elapsed())
+        .ok_or_else(timed_out)?;
+    let run = std::panic::AssertUnwindSafe(state.schema.execute(request)).catch_unwind();
+    let mut response = match tokio::time::timeout(left, run).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a resolver panicked".into());
+            tracing::error!(panic = %what, "a GraphQL request panicked");
+            return Err(GatewayError::Internal(
+                "the request failed unexpectedly; it has been logged".into(),
+            ));
+        }
+        Ok(Ok(response)) => response,
+    };
     if response.is_err() {
         state.metrics.graphql_error();
         explain(&mut response.errors, &state.limits);
     }
-    let body =
-        serde_json::to_vec(&response).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let body = serde_json::to_vec(&response).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    if body.len() > state.limits.max_response_bytes {
+        return Err(GatewayError::ResponseTooLarge {
+            size: body.len(),
+            limit: state.limits.max_response_bytes,
+        });
+    }
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
+}
+
+/// Whether a POST body is declared as JSON (`application/json`, any
+/// parameters, or the GraphQL-over-HTTP media type).
+fn is_json(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let essence = value
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json" | "application/graphql-response+json") => Ok(()),
+        _ => Err(GatewayError::UnsupportedMediaType(value.map(str::to_owned))),
+    }
 }
 
 fn finish(
@@ -183,14 +253,15 @@ async fn graphql_post(
     let started = Instant::now();
     let result = async {
         let actor = authenticate(&state, req.headers())?;
-        state.limiter.check(&rate_key(&req))?;
+        state.limiter.check(&rate_key(&req, actor.as_ref()))?;
+        is_json(req.headers())?;
         let body = read_body(req.headers(), payload, state.limits.max_body_bytes).await?;
         let request: async_graphql::Request = serde_json::from_slice(&body).map_err(|e| {
             GatewayError::BadRequest(format!(
                 "the body must be JSON `{{\"query\": ..., \"variables\": ...}}`: {e}"
             ))
         })?;
-        execute(&state, actor, request).await
+        execute(&state, &req, started, actor, request).await
     }
     .await;
     finish(&state, Route::Graphql, started, result)
@@ -214,18 +285,40 @@ async fn graphql_get(
     }
     let result = async {
         let actor = authenticate(&state, req.headers())?;
-        state.limiter.check(&rate_key(&req))?;
-        let request = async_graphql::http::parse_query_string(req.query_string())
+        state.limiter.check(&rate_key(&req, actor.as_ref()))?;
+        let mut request = async_graphql::http::parse_query_string(req.query_string())
             .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-        if request.query.trim_start().starts_with("mutation") {
-            return Err(GatewayError::BadRequest(
-                "mutations must be sent with POST".into(),
-            ));
-        }
-        execute(&state, actor, request).await
+        refuse_mutation_over_get(&mut request)?;
+        execute(&state, &req, started, actor, request).await
     }
     .await;
     finish(&state, Route::Graphql, started, result)
+}
+
+/// A GET runs queries only: the operation's type is read from the parsed
+/// document (a comment or whitespace before `mutation` changes nothing).
+fn refuse_mutation_over_get(request: &mut async_graphql::Request) -> Result<(), GatewayError> {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        // Let the executor word the syntax error.
+        return Ok(());
+    };
+    let writes = match (&document.operations, name.as_deref()) {
+        (DocumentOperations::Single(op), _) => op.node.ty != OperationType::Query,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get(name)
+            .is_some_and(|op| op.node.ty != OperationType::Query),
+        (DocumentOperations::Multiple(ops), None) => {
+            ops.values().any(|op| op.node.ty != OperationType::Query)
+        }
+    };
+    if writes {
+        return Err(GatewayError::BadRequest(
+            "mutations and subscriptions are not run over GET: POST mutations, subscribe over a WebSocket".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn subscribe(
@@ -233,9 +326,17 @@ fn subscribe(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, GatewayError> {
-    state.limiter.check(&rate_key(req))?;
+    let identity = authenticate(state, req.headers())?;
+    let key = rate_key(req, identity.as_ref());
+    state.limiter.check(&key)?;
+    let running = Arc::new(AtomicUsize::new(0));
     let mut data = Data::default();
-    if let Some(identity) = authenticate(state, req.headers())? {
+    data.insert(origin(req));
+    data.insert(WebSocketConnection {
+        rate_key: key,
+        running: running.clone(),
+    });
+    if let Some(identity) = identity {
         identity.insert_into(&mut data);
     }
     let verifier = state.verifier.clone();
@@ -254,6 +355,10 @@ fn subscribe(
                     verifier.verify_identity(&token)
                 }
                 .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+                data.insert(WebSocketConnection {
+                    rate_key: RateKey::caller(&identity.actor),
+                    running,
+                });
                 identity.insert_into(&mut data);
             }
             Ok(data)
@@ -336,6 +441,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::portal::routes);
 }
 
+/// The state every worker shares, for `node` (also what in-process tests
+/// serve).
+pub fn app_state(node: &Node, verifier: Verifier) -> web::Data<AppState> {
+    let limits = node.config.limits.clone();
+    let limiter = Arc::new(RateLimiter::new(limits.rate_per_second, limits.rate_burst));
+    web::Data::new(AppState {
+        schema: schema::build(node, &limits, limiter.clone()),
+        verifier: Arc::new(verifier),
+        limiter,
+        in_flight: InFlight::new(
+            limits.max_in_flight,
+            Duration::from_millis(limits.queue_wait_ms),
+        ),
+        metrics: node.metrics.clone(),
+        limits,
+        runner: node.runner.clone(),
+        store: node.store.clone(),
+    })
+}
+
 /// Serves `node` until SIGINT/SIGTERM, then drains requests, stops the
 /// projections and flushes the store. `ready` is called with the bound
 /// address before serving.
@@ -344,16 +469,7 @@ pub async fn serve(
     verifier: Verifier,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
-    let limits = node.config.limits.clone();
-    let state = web::Data::new(AppState {
-        schema: schema::build(&node, &limits),
-        verifier: Arc::new(verifier),
-        limiter: RateLimiter::new(limits.rate_per_second, limits.rate_burst),
-        metrics: node.metrics.clone(),
-        limits,
-        runner: node.runner.clone(),
-        store: node.store.clone(),
-    });
+    let state = app_state(&node, verifier);
     let app_state = state.clone();
     let mut server =
         HttpServer::new(move || App::new().app_data(app_state.clone()).configure(routes))

@@ -488,7 +488,19 @@ pub fn decide(
             }])
         }
         CaseCommand::RecordAccess { purpose, fields } => {
-            let official = official_of_case(state, ctx, step)?;
+            // Auditors (and admins, who read as auditors) are recorded too:
+            // the applicant sees every reader of their form.
+            let (official, department) = match &ctx.principal {
+                Principal::Auditor { actor } => (*actor, "audit".to_owned()),
+                _ => (
+                    official_of_case(state, ctx, step)?,
+                    state
+                        .department
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                ),
+            };
             if purpose.trim().is_empty() {
                 return Err(CaseError::InvalidInput {
                     field: "purpose",
@@ -498,11 +510,7 @@ pub fn decide(
             Ok(vec![CaseEvent::ApplicationOpened {
                 case_id,
                 official,
-                department: state
-                    .department
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
+                department,
                 purpose: purpose.trim().to_owned(),
                 fields: fields.clone(),
                 at: now,

@@ -492,11 +492,14 @@ impl CasesQuery {
         let id = case_id(&id)?;
         api.wait(CASES, min_position).await?;
         let view = api.cases()?.case(&viewer, id).await.map_err(domain)?;
-        if matches!(viewer, Principal::Official { .. }) {
+        if matches!(
+            viewer,
+            Principal::Official { .. } | Principal::Auditor { .. }
+        ) {
             let purpose = purpose.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
                 coded(
                     "INVALID_INPUT",
-                    "invalid `purpose`: an official opening someone's application must say why",
+                    "invalid `purpose`: an official or auditor opening someone's application must say why",
                 )
             })?;
             api.service

@@ -1105,3 +1105,131 @@ fn a_request_to_call_a_code_names_the_app_and_its_purpose() {
             )
         });
 }
+
+// ---- who may declare, call a code, generate a code -----------------------
+
+fn another_citizen() -> Actor {
+    Actor::citizen(ActorId::from_u128(0xC2), PersonId::from_u128(0x2002))
+}
+
+fn every_role_but_the_person_and_their_officials() -> Vec<Actor> {
+    vec![
+        another_citizen(),
+        checkpoint_device(),
+        lab(),
+        shanghai_official(),
+        fengtai_official(),
+        Actor {
+            id: ActorId::from_u128(0xE1),
+            role: Role::Enterprise {
+                enterprise: Uuid::from_u128(0xE1),
+            },
+        },
+        Actor {
+            id: ActorId::from_u128(0xA1),
+            role: Role::Auditor,
+        },
+        Actor {
+            id: ActorId::from_u128(0xDE),
+            role: Role::Department {
+                name: "transport".into(),
+            },
+        },
+    ]
+}
+
+fn itinerary() -> PersonCommand {
+    PersonCommand::DeclareItinerary {
+        trips: vec![Trip {
+            evidence_id: EventId::from_u128(81),
+            mode: TravelMode::Rail,
+            from: code("110101"),
+            to: code(FENGTAI),
+            date: date!(2020 - 06 - 12),
+        }],
+        ext: None,
+    }
+}
+
+fn health_declaration() -> PersonCommand {
+    PersonCommand::DeclareHealth {
+        evidence_id: EventId::from_u128(82),
+        at: T0,
+        symptoms: vec![],
+        temperature: Temperature::parse("temperature", 36.6).expect("valid"),
+        declared_travel: vec![code(FENGTAI)],
+        ext: None,
+    }
+}
+
+#[test]
+fn only_the_person_or_an_official_over_their_residence_may_declare_an_itinerary_or_health() {
+    // The person lives in Dongcheng (Beijing): a Fengtai or Shanghai official,
+    // another citizen, a checkpoint, a lab, an enterprise, an auditor and a
+    // department are all refused, and nothing is recorded.
+    for command in [itinerary(), health_declaration()] {
+        for actor in every_role_but_the_person_and_their_officials() {
+            scenario()
+                .by(actor.clone())
+                .given([registered(), green_in(BEIJING)])
+                .when(command.clone())
+                .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
+        }
+        for actor in [citizen(), dongcheng_official(), beijing_official()] {
+            let then = scenario()
+                .by(actor)
+                .given([registered(), green_in(BEIJING)])
+                .when(command.clone());
+            assert!(!then.events().is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_code_call_is_requested_by_the_person_or_at_a_checkpoint_only() {
+    let call = || PersonCommand::RequestCodeCall {
+        requester: "Beijing Metro".into(),
+        purpose: "station entry".into(),
+        ext: None,
+    };
+    for actor in every_role_but_the_person_and_their_officials()
+        .into_iter()
+        .filter(|a| !matches!(a.role, Role::Checkpoint { .. }))
+        .chain([beijing_official()])
+    {
+        scenario()
+            .by(actor)
+            .given([registered(), green_in(BEIJING)])
+            .when(call())
+            .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
+    }
+    for actor in [citizen(), checkpoint_device()] {
+        let then = scenario()
+            .by(actor)
+            .given([registered(), green_in(BEIJING)])
+            .when(call());
+        assert_eq!(then.events().len(), 1);
+    }
+}
+
+#[test]
+fn a_shanghai_official_cannot_mint_a_code_for_a_beijing_resident() {
+    let generate = || PersonCommand::GenerateCode {
+        code_id: Uuid::from_u128(0xC0DE),
+        region: code(BEIJING),
+        ext: None,
+    };
+    scenario()
+        .by(shanghai_official())
+        .given([registered(), green_in(BEIJING)])
+        .when(generate())
+        .then_fails(|e| matches!(e, HealthCodeError::Forbidden(_)));
+    let then = scenario()
+        .by(dongcheng_official())
+        .given([registered(), green_in(BEIJING)])
+        .when(generate());
+    assert!(then
+        .events()
+        .iter()
+        .any(|e| matches!(e, HealthEvent::CodeGenerated { .. })));
+}

@@ -40,6 +40,23 @@ pub struct HealthCodeApi {
     pub tables: Tables,
 }
 
+/// The persons whose reads a request (or a subscription) has recorded
+/// already: reading a person is one access event per request, however many
+/// aliases, fields or replayed records name them. The gateway puts a fresh
+/// ledger into every request's data.
+#[derive(Debug, Default)]
+pub struct AccessLedger(std::sync::Mutex<std::collections::HashSet<PersonId>>);
+
+impl AccessLedger {
+    /// Whether this is the first read of `person` (and notes it).
+    pub fn first_read_of(&self, person: PersonId) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(person)
+    }
+}
+
 /// Builds a GraphQL error with `extensions.code`.
 pub fn coded(code: &'static str, message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, e| e.set("code", code))
@@ -112,6 +129,17 @@ pub fn division(
     api.divisions
         .parse_known(text.trim())
         .map_err(|e| domain(HealthCodeError::division(field, e)))
+}
+
+/// A numeric argument within `1..=max` (`default` when not given), or
+/// `INVALID_INPUT` naming the argument.
+pub fn bounded(field: &str, value: Option<u32>, default: u32, max: u32) -> Result<u32, Error> {
+    let v = value.unwrap_or(default);
+    if (1..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(invalid(field, format!("{v} is not between 1 and {max}")))
+    }
 }
 
 /// Parses a person id for `field`.

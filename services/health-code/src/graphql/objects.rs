@@ -7,7 +7,7 @@ use async_graphql::{Context, Json, Object, Result, SimpleObject};
 use tongban_kernel::{Actor, Role};
 use tongban_projection::KeyRange;
 
-use crate::graphql::api::{self, api, caller, forbidden, is_self};
+use crate::graphql::api::{self, api, bounded, caller, forbidden, is_self};
 use crate::projections::{
     AccessView, AppealView, CheckpointView, CodeView, ColourView, PersonView, RiskAreaView,
     ScanView, TravelView,
@@ -358,8 +358,10 @@ impl Person {
         self.view.code.as_ref().map(Code::from)
     }
 
-    /// Places visited in the last `days` days (default 14), county level.
+    /// Places visited in the last `days` days (default 14, 1 to 366),
+    /// county level.
     async fn travel_history(&self, ctx: &Context<'_>, days: Option<u32>) -> Result<Vec<Travel>> {
+        let days = bounded("days", days, 14, 366)?;
         guard(
             ctx,
             &self.view.person_id,
@@ -367,7 +369,7 @@ impl Person {
             &["health_official", "auditor", "admin"],
         )?;
         let api = api(ctx)?;
-        let since = (api.clock.now() - time::Duration::days(i64::from(days.unwrap_or(14))))
+        let since = (api.clock.now() - time::Duration::days(i64::from(days)))
             .date()
             .to_string();
         Ok(self
@@ -424,7 +426,9 @@ impl Person {
     }
 
     /// Who else read this person's data, newest first.
+    #[graphql(complexity = "limit.unwrap_or(100) as usize * child_complexity")]
     async fn access_log(&self, ctx: &Context<'_>, limit: Option<u32>) -> Result<Vec<Access>> {
+        let limit = bounded("limit", limit, 100, 1000)?;
         guard(
             ctx,
             &self.view.person_id,
@@ -441,7 +445,7 @@ impl Person {
         Ok(rows
             .into_iter()
             .rev()
-            .take(limit.unwrap_or(100) as usize)
+            .take(limit as usize)
             .map(|(_, v)| Access::from(v))
             .collect())
     }
@@ -531,7 +535,9 @@ impl Checkpoint {
     }
 
     /// The newest scans (default 50).
+    #[graphql(complexity = "limit.unwrap_or(50) as usize * child_complexity")]
     async fn scans(&self, ctx: &Context<'_>, limit: Option<u32>) -> Result<Vec<Scan>> {
+        let limit = bounded("limit", limit, 50, 1000)?;
         let actor = caller(ctx)?;
         let api = api(ctx)?;
         let allowed = match &actor.role {
@@ -557,7 +563,7 @@ impl Checkpoint {
         Ok(rows
             .into_iter()
             .rev()
-            .take(limit.unwrap_or(50) as usize)
+            .take(limit as usize)
             .map(|(_, s)| Scan::from(s))
             .collect())
     }

@@ -146,6 +146,7 @@ impl PendingOverride {
         for person in &self.request.persons {
             record_access(
                 api,
+                ctx.data_opt::<crate::graphql::api::AccessLedger>(),
                 actor,
                 *person,
                 "override approval".into(),

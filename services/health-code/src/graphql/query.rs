@@ -11,7 +11,9 @@ use tongban_kernel::{Actor, DivisionCode, Role};
 use tongban_projection::read_model::key::{leading, prefix_end};
 use tongban_projection::{Key, KeyRange};
 
-use crate::graphql::api::{self, api, caller, coded, domain, forbidden, HealthCodeApi};
+use crate::graphql::api::{
+    self, api, caller, coded, domain, forbidden, AccessLedger, HealthCodeApi,
+};
 use crate::graphql::objects::{
     Appeal, Checkpoint, ColourCountHour, CountyColours, Person, Policy, RiskArea,
 };
@@ -44,6 +46,23 @@ pub const MAX_HISTORY_HOURS: u64 = 24 * 366;
 
 /// Hours a `colourCountHistory` answer spans when `from` is not given.
 pub const DEFAULT_HISTORY_HOURS: u64 = 24 * 7;
+
+/// What a history costs in the complexity limit: one per day it spans (a
+/// week by default), so that many aliases of a long history are refused
+/// before they run. Unparsable times cost nothing here; the resolver
+/// refuses them.
+fn history_cost(from: Option<&str>, to: Option<&str>) -> usize {
+    let parse = |t: Option<&str>| t.and_then(|t| OffsetDateTime::parse(t.trim(), &Rfc3339).ok());
+    match (parse(from), parse(to)) {
+        (Some(from), to) => {
+            let to = to.unwrap_or_else(OffsetDateTime::now_utc);
+            usize::try_from((to - from).whole_days())
+                .unwrap_or(0)
+                .clamp(1, 366)
+        }
+        _ => (DEFAULT_HISTORY_HOURS / 24) as usize,
+    }
+}
 
 /// Parses an optional RFC 3339 time for `field` into its hour.
 fn hour_arg(field: &str, text: Option<&str>) -> Result<Option<Hour>> {
@@ -106,9 +125,22 @@ async fn person_for(
 ) -> Result<Option<Person>> {
     let actor = caller(ctx)?;
     let api = api(ctx)?;
-    api.wait(min_position).await?;
     let person = api::person_id("id", id)?;
     let key = person.to_string();
+    // Authorise before looking: a role that may never read another person
+    // learns nothing about which ids exist.
+    let may_read_others = matches!(
+        actor.role,
+        Role::HealthOfficial { .. } | Role::Auditor | Role::Admin
+    );
+    if !may_read_others && !api::is_self(actor, &key) {
+        return Err(forbidden(
+            actor,
+            "person",
+            "the person, a health official of their residence, auditor, admin",
+        ));
+    }
+    api.wait(min_position).await?;
     let Some(view) = api
         .models()?
         .get(&api.tables.persons, &key)
@@ -144,7 +176,15 @@ async fn person_for(
         .into_iter()
         .filter(|f| crate::graphql::objects::field_visible(actor.role_name(), f))
         .collect();
-    record_access(api, actor, person, purpose, fields).await?;
+    record_access(
+        api,
+        ctx.data_opt::<AccessLedger>(),
+        actor,
+        person,
+        purpose,
+        fields,
+    )
+    .await?;
     Ok(Some(Person { view }))
 }
 
@@ -152,11 +192,15 @@ async fn person_for(
 /// (`HealthInfoQueried`, which the person lists in `accessLog`).
 pub(crate) async fn record_access(
     api: &HealthCodeApi,
+    ledger: Option<&AccessLedger>,
     actor: &Actor,
     person: tongban_kernel::PersonId,
     purpose: String,
     fields: Vec<String>,
 ) -> Result<()> {
+    if ledger.is_some_and(|l| !l.first_read_of(person)) {
+        return Ok(());
+    }
     let ext = BizExt::parse(serde_json::json!({ "fields": fields })).map_err(domain)?;
     api.service
         .person(
@@ -315,6 +359,7 @@ impl HealthCodeQuery {
     /// without changes. Hours are China Standard Time hours of the log's
     /// commit time. For health officials (their region or one inside it),
     /// departments, auditors and admins.
+    #[graphql(complexity = "history_cost(from.as_deref(), to.as_deref()) + child_complexity")]
     async fn colour_count_history(
         &self,
         ctx: &Context<'_>,
@@ -489,6 +534,7 @@ impl HealthCodeQuery {
             let person = api::person_id("personId", &appeal.person_id)?;
             record_access(
                 api,
+                ctx.data_opt::<AccessLedger>(),
                 actor,
                 person,
                 "appeals queue".into(),

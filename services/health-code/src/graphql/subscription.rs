@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tongban_kernel::{Actor, PersonId};
 
-use crate::graphql::api::{self, api, caller, forbidden, invalid, HealthCodeApi};
+use crate::graphql::api::{self, api, caller, forbidden, invalid, AccessLedger, HealthCodeApi};
 use crate::graphql::query::{record_access, selected_fields};
 use crate::projections::VIEWS;
 
@@ -77,7 +77,9 @@ fn change(r: ChangeRecord) -> Change {
 
 /// Who to record as reading a person's data through a subscription:
 /// everyone but a citizen (who only ever receives their own).
-type Recorder = Option<Arc<(Arc<HealthCodeApi>, Actor, String, Vec<String>)>>;
+/// One access event per person per subscription, however many of their
+/// records it delivers.
+type Recorder = Option<Arc<(Arc<HealthCodeApi>, Actor, String, Vec<String>, AccessLedger)>>;
 
 fn recorder(ctx: &Context<'_>, actor: &Actor, purpose: Option<String>) -> Result<Recorder> {
     if matches!(actor.role, Role::Citizen { .. }) {
@@ -95,16 +97,38 @@ fn recorder(ctx: &Context<'_>, actor: &Actor, purpose: Option<String>) -> Result
         actor.clone(),
         purpose,
         selected_fields(ctx),
+        AccessLedger::default(),
     ))))
 }
 
 async fn record(recorder: &Recorder, person: &str) -> Result<()> {
     let Some(r) = recorder else { return Ok(()) };
-    let (api, actor, purpose, fields) = r.as_ref();
+    let (api, actor, purpose, fields, ledger) = r.as_ref();
     let Ok(person) = PersonId::parse(person) else {
         return Ok(());
     };
-    record_access(api, actor, person, purpose.clone(), fields.clone()).await
+    record_access(
+        api,
+        Some(ledger),
+        actor,
+        person,
+        purpose.clone(),
+        fields.clone(),
+    )
+    .await
+}
+
+/// The regions a health official oversees: the listed sub-regions when
+/// there are any, else the whole region.
+fn official_regions(
+    region: &tongban_kernel::DivisionCode,
+    sub_regions: &[tongban_kernel::DivisionCode],
+) -> Vec<String> {
+    if sub_regions.is_empty() {
+        vec![region.to_string()]
+    } else {
+        sub_regions.iter().map(|s| s.to_string()).collect()
+    }
 }
 
 fn text(v: &serde_json::Value, key: &str) -> String {
@@ -143,12 +167,7 @@ impl HealthCodeSubscription {
                 },
                 p,
             ) => {
-                let regions: Vec<String> = if sub_regions.is_empty() {
-                    vec![region.to_string()]
-                } else {
-                    sub_regions.iter().map(|s| s.to_string()).collect()
-                };
-                scope = scope.regions(regions);
+                scope = scope.regions(official_regions(region, sub_regions));
                 p.map(|p| p.to_string())
             }
             (Role::Department { .. } | Role::Auditor | Role::Admin, p) => p.map(|p| p.to_string()),
@@ -228,7 +247,10 @@ impl HealthCodeSubscription {
         let mut scope = FeedScope::everything();
         match &actor.role {
             Role::Department { .. } | Role::Auditor | Role::Admin => {}
-            Role::HealthOfficial { region, .. } => scope = scope.regions([region.to_string()]),
+            Role::HealthOfficial {
+                region,
+                sub_regions,
+            } => scope = scope.regions(official_regions(region, sub_regions)),
             _ => {
                 return Err(forbidden(
                     actor,

@@ -1,0 +1,362 @@
+//! The gateway in process: the HTTP application of `tongban serve` on a
+//! fresh data directory, driven by actix's test client. What an attacker
+//! tries first is refused here, quickly and with a clear error.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{test, web, App};
+use serde_json::{json, Value};
+use tongban_graphql::auth::{self, Claims, Verifier};
+use tongban_graphql::config::{Config, Limits};
+use tongban_graphql::node::{Node, NodeClock};
+use tongban_graphql::server::{self, AppState};
+
+struct Gateway {
+    state: web::Data<AppState>,
+    secret: tongban_graphql::config::Secret,
+    _node: Node,
+    dir: tempfile::TempDir,
+}
+
+async fn gateway_with(limits: Limits) -> anyhow::Result<Gateway> {
+    let dir = tempfile::tempdir()?;
+    let config = Config {
+        data: dir.path().to_path_buf(),
+        limits,
+        ..Config::default()
+    };
+    let secret = auth::dev_key(&config.data, true)?.expect("created");
+    let verifier = Verifier::new(&config.auth, config.mode, Some(&secret))?;
+    let node = Node::open(config, Arc::new(NodeClock::default())).await?;
+    let state = server::app_state(&node, verifier);
+    Ok(Gateway {
+        state,
+        secret,
+        _node: node,
+        dir,
+    })
+}
+
+async fn gateway() -> anyhow::Result<Gateway> {
+    gateway_with(Limits::default()).await
+}
+
+const LOCAL: &str = "127.0.0.1:50000";
+
+impl Gateway {
+    fn token(&self, role: &str, sub: &str, region: Option<&str>) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        auth::mint_dev(
+            &self.secret,
+            &Claims {
+                sub: sub.into(),
+                role: role.into(),
+                region: region.map(str::to_owned),
+                sub_regions: vec![],
+                name: None,
+                exp: now + 3600,
+                iat: now,
+            },
+        )
+        .expect("signs")
+    }
+
+    async fn call(&self, req: test::TestRequest) -> (u16, Value) {
+        let app = test::init_service(
+            App::new()
+                .app_data(self.state.clone())
+                .configure(server::routes),
+        )
+        .await;
+        let res: ServiceResponse = app
+            .call(req.to_request())
+            .await
+            .expect("the application answers");
+        let status = res.status().as_u16();
+        let body = test::read_body(res).await;
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&body) }));
+        (status, json)
+    }
+
+    async fn post(&self, token: Option<&str>, query: &str) -> (u16, Value) {
+        let mut req = test::TestRequest::post()
+            .uri("/graphql")
+            .peer_addr(LOCAL.parse::<SocketAddr>().expect("addr"))
+            .insert_header(("host", "127.0.0.1:8080"))
+            .set_json(json!({ "query": query }));
+        if let Some(t) = token {
+            req = req.insert_header(("authorization", format!("Bearer {t}")));
+        }
+        self.call(req).await
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+fn fan_out(levels: usize) -> String {
+    let mut q = String::from("query { ...F0 }");
+    for i in 0..levels {
+        q.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{n} ...F{n} }}",
+            n = i + 1
+        ));
+    }
+    q.push_str(&format!(
+        " fragment F{levels} on Query {{ whoami {{ id }} }}"
+    ));
+    q
+}
+
+#[actix_web::test]
+async fn a_fragment_fan_out_without_a_token_is_refused_before_it_runs() -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    for levels in [26, 30] {
+        let started = Instant::now();
+        let (status, body) = gw.post(None, &fan_out(levels)).await;
+        println!(
+            "fan-out of {levels} levels answered in {} ms",
+            started.elapsed().as_millis()
+        );
+        assert_eq!(status, 200);
+        assert_eq!(code(&body), "QUERY_TOO_COMPLEX", "{body}");
+        assert!(body["data"].is_null(), "{body}");
+    }
+    // A legitimate query still answers.
+    let (_, body) = gw.post(None, "{ demoRoles { role } }").await;
+    assert!(body["errors"].is_null(), "{body}");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_standard_introspection_query_is_answered_and_deep_queries_are_not(
+) -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    // The shape graphql-js's getIntrospectionQuery() sends (TypeRef nests
+    // ofType seven levels deep).
+    let type_ref = format!(
+        "kind name {}",
+        "ofType { kind name ".repeat(7) + &"}".repeat(7)
+    );
+    let introspection = format!(
+        "query IntrospectionQuery {{ __schema {{ queryType {{ name }} mutationType {{ name }} \
+         subscriptionType {{ name }} types {{ ...FullType }} directives {{ name description \
+         locations args {{ ...InputValue }} }} }} }} \
+         fragment FullType on __Type {{ kind name description fields(includeDeprecated: true) \
+         {{ name description args {{ ...InputValue }} type {{ ...TypeRef }} isDeprecated \
+         deprecationReason }} inputFields {{ ...InputValue }} interfaces {{ ...TypeRef }} \
+         enumValues(includeDeprecated: true) {{ name description isDeprecated deprecationReason }} \
+         possibleTypes {{ ...TypeRef }} }} \
+         fragment InputValue on __InputValue {{ name description type {{ ...TypeRef }} defaultValue }} \
+         fragment TypeRef on __Type {{ {type_ref} }}"
+    );
+    let (status, body) = gw.post(None, &introspection).await;
+    assert_eq!(status, 200);
+    assert!(body["errors"].is_null(), "{body}");
+    assert!(body["data"]["__schema"]["types"]
+        .as_array()
+        .is_some_and(|t| t.len() > 20));
+    let too_deep = format!("{{ {} x {} }}", "a {".repeat(12), "}".repeat(12));
+    let (_, body) = gw.post(None, &too_deep).await;
+    assert_eq!(code(&body), "QUERY_TOO_DEEP", "{body}");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn a_get_never_runs_a_mutation_and_a_post_must_be_json() -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    let admin = gw.token("admin", "admin-1", None);
+    let query = "#x\nmutation { reevaluateAll { position } }";
+    let uri = format!(
+        "/graphql?query={}",
+        query
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect::<String>()
+    );
+    let (status, body) = gw
+        .call(
+            test::TestRequest::get()
+                .uri(&uri)
+                .insert_header(("authorization", format!("Bearer {admin}"))),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("not run over GET"), "{body}");
+
+    let (status, body) = gw
+        .call(
+            test::TestRequest::post()
+                .uri("/graphql")
+                .insert_header(("content-type", "text/plain"))
+                .set_payload(r#"{"query":"{ demoRoles { token } }"}"#),
+        )
+        .await;
+    assert_eq!(status, 415, "{body}");
+    assert_eq!(code(&body), "UNSUPPORTED_MEDIA_TYPE");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn demo_tokens_are_never_handed_to_another_host_or_a_rebound_name() -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    // Seed the roles file the demo writes.
+    let roles = vec![(
+        "admin".to_owned(),
+        Claims {
+            sub: "admin-1".into(),
+            role: "admin".into(),
+            region: None,
+            sub_regions: vec![],
+            name: None,
+            exp: 0,
+            iat: 0,
+        },
+    )];
+    let data = gw.dir.path();
+    std::fs::write(
+        tongban_graphql::demo::roles_path(data),
+        serde_json::to_string(&roles)?,
+    )?;
+    let ask = |peer: &str, host: &str| {
+        test::TestRequest::post()
+            .uri("/graphql")
+            .peer_addr(peer.parse::<SocketAddr>().expect("addr"))
+            .insert_header(("host", host.to_owned()))
+            .set_json(json!({"query": "{ demoRoles { role token } }"}))
+    };
+    let (_, local) = gw.call(ask(LOCAL, "localhost:8080")).await;
+    assert_eq!(local["data"]["demoRoles"][0]["role"], "admin", "{local}");
+    for (peer, host) in [
+        ("10.1.2.3:4000", "127.0.0.1:8080"),
+        (LOCAL, "attacker.example:8080"),
+    ] {
+        let (_, body) = gw.call(ask(peer, host)).await;
+        assert_eq!(
+            body["data"]["demoRoles"],
+            json!([]),
+            "{peer} {host}: {body}"
+        );
+    }
+    Ok(())
+}
+
+#[actix_web::test]
+async fn the_same_token_spelt_differently_shares_one_rate_bucket() -> anyhow::Result<()> {
+    let gw = gateway_with(Limits {
+        rate_per_second: 1,
+        rate_burst: 2,
+        ..Limits::default()
+    })
+    .await?;
+    let admin = gw.token("admin", "admin-1", None);
+    let mut statuses = Vec::new();
+    for spaces in 1..=4 {
+        let req = test::TestRequest::post()
+            .uri("/graphql")
+            .insert_header((
+                "authorization",
+                format!("Bearer{}{admin}", " ".repeat(spaces)),
+            ))
+            .set_json(json!({"query": "{ whoami { role } }"}));
+        statuses.push(gw.call(req).await.0);
+    }
+    assert_eq!(statuses, vec![200, 200, 429, 429]);
+    Ok(())
+}
+
+#[actix_web::test]
+async fn out_of_range_arguments_are_invalid_input_not_a_crash() -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    let person = uuid::Uuid::now_v7().to_string();
+    let citizen = gw.token("citizen", &person, None);
+    let (status, body) = gw
+        .post(
+            Some(&citizen),
+            r#"mutation { registerPerson(input: {homeRegion: "11", residence: "110106018002", idKind: "passport", idNumber: "E7654321", name: "李明", phone: "13900000000"}) { position } }"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let position = body["data"]["registerPerson"]["position"]
+        .as_u64()
+        .unwrap_or(0);
+    let (status, body) = gw
+        .post(
+            Some(&citizen),
+            &format!(
+                "{{ me(minPosition: {position}) {{ travelHistory(days: 5000000) {{ date }} }} }}"
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("days"),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn many_aliases_of_a_long_history_are_refused_before_they_run() -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    let admin = gw.token("admin", "admin-1", None);
+    let aliases: String = (0..150)
+        .map(|i| {
+            format!(
+                r#"h{i}: colourCountHistory(region: "11", from: "2020-01-01T00:00:00+08:00", to: "2020-12-31T00:00:00+08:00") {{ hour green }} "#
+            )
+        })
+        .collect();
+    let (_, body) = gw.post(Some(&admin), &format!("{{ {aliases} }}")).await;
+    assert_eq!(code(&body), "QUERY_TOO_COMPLEX", "{body}");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn past_the_cap_on_requests_in_flight_callers_get_503_with_retry_after() -> anyhow::Result<()>
+{
+    let gw = gateway_with(Limits {
+        max_in_flight: 1,
+        queue_wait_ms: 10,
+        read_wait_ms: 1_000,
+        ..Limits::default()
+    })
+    .await?;
+    let app = test::init_service(
+        App::new()
+            .app_data(gw.state.clone())
+            .configure(server::routes),
+    )
+    .await;
+    let person = uuid::Uuid::now_v7().to_string();
+    let citizen = gw.token("citizen", &person, None);
+    // Each waits (bounded) for a log position that never comes.
+    let slow = || {
+        test::TestRequest::post()
+            .uri("/graphql")
+            .insert_header(("authorization", format!("Bearer {citizen}")))
+            .set_json(json!({"query": "{ me(minPosition: 999999999) { colour { colour } } }"}))
+            .to_request()
+    };
+    let responses = futures::future::join_all((0..6).map(|_| app.call(slow()))).await;
+    let mut overloaded = 0;
+    for res in responses {
+        let res = res.expect("answers");
+        if res.status().as_u16() == 503 {
+            assert!(res.headers().contains_key("retry-after"));
+            overloaded += 1;
+        }
+    }
+    assert!(overloaded >= 4, "{overloaded} of 6 were shed");
+    Ok(())
+}
