@@ -115,6 +115,162 @@ impl Default for Limits {
     }
 }
 
+/// `tongban esdb-serve`: the embedded log served over the EventStoreDB
+/// gRPC protocol. A non-loopback `listen` needs `users` and TLS.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EsdbServeConfig {
+    /// The gRPC address (default 127.0.0.1:2113).
+    pub listen: SocketAddr,
+    /// The server's certificate chain, PEM (with `tls_private_key`).
+    pub tls_certificate: Option<PathBuf>,
+    /// The server's private key, PEM (with `tls_certificate`).
+    pub tls_private_key: Option<PathBuf>,
+    /// Users allowed in with basic authentication. None: every caller is
+    /// an anonymous administrator (loopback only).
+    pub users: Vec<EsdbUser>,
+}
+
+impl Default for EsdbServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], tongban_esdb_endpoint::DEFAULT_PORT)),
+            tls_certificate: None,
+            tls_private_key: None,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// A user of the EventStoreDB endpoint. The password comes from a file or
+/// an environment variable, never from the configuration file itself.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsdbUser {
+    /// The user name of `esdb://name:password@…`.
+    pub name: String,
+    /// A file holding the password (one line; the final newline is dropped).
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Administrators may read system streams (`$all`, which a gateway's
+    /// esdb backend needs).
+    #[serde(default)]
+    pub admin: bool,
+    /// The password given in `TONGBAN_ESDB_USERS`.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+impl EsdbUser {
+    fn password(&self) -> anyhow::Result<Secret> {
+        let name = &self.name;
+        let password = match (&self.password, &self.password_file, &self.password_env) {
+            (Some(password), None, None) => password.clone(),
+            (None, Some(file), None) => {
+                let text = std::fs::read_to_string(file).with_context(|| {
+                    format!(
+                        "failed to read the password of EventStoreDB user {name:?} from {}",
+                        file.display()
+                    )
+                })?;
+                Secret::new(text.trim_end_matches(['\n', '\r']))
+            }
+            (None, None, Some(var)) => Secret::new(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "EventStoreDB user {name:?}: the environment variable {var} (password_env) \
+                     is not set or not UTF-8"
+                )
+            })?),
+            (None, None, None) => bail!(
+                "EventStoreDB user {name:?} has no password: set password_file or password_env"
+            ),
+            _ => bail!(
+                "EventStoreDB user {name:?} has more than one password: set only one of \
+                 password_file and password_env"
+            ),
+        };
+        if password.expose().is_empty() {
+            bail!("EventStoreDB user {name:?} has an empty password");
+        }
+        Ok(password)
+    }
+}
+
+impl EsdbServeConfig {
+    /// The endpoint's configuration: passwords read, TLS files paired, and
+    /// the exposure rule checked ([`EndpointConfig::protection`]), with an
+    /// error that names the settings to add. `allow_insecure_remote` is
+    /// the `--insecure-allow-remote` flag.
+    ///
+    /// [`EndpointConfig::protection`]: tongban_esdb_endpoint::EndpointConfig::protection
+    pub fn endpoint(
+        &self,
+        allow_insecure_remote: bool,
+    ) -> anyhow::Result<tongban_esdb_endpoint::EndpointConfig> {
+        use tongban_esdb_endpoint::{EndpointConfig, EndpointError, TlsFiles, User};
+        let mut config = EndpointConfig::listening_on(self.listen);
+        config.allow_insecure_remote = allow_insecure_remote;
+        config.tls = match (&self.tls_certificate, &self.tls_private_key) {
+            (Some(certificate), Some(private_key)) => Some(TlsFiles {
+                certificate: certificate.clone(),
+                private_key: private_key.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => bail!(
+                "esdb_serve.tls_certificate is set but esdb_serve.tls_private_key is not \
+                 (TONGBAN_ESDB_TLS_PRIVATE_KEY, --tls-private-key)"
+            ),
+            (None, Some(_)) => bail!(
+                "esdb_serve.tls_private_key is set but esdb_serve.tls_certificate is not \
+                 (TONGBAN_ESDB_TLS_CERTIFICATE, --tls-certificate)"
+            ),
+        };
+        for (i, user) in self.users.iter().enumerate() {
+            if user.name.is_empty() || user.name.contains(':') {
+                bail!(
+                    "EventStoreDB user {:?}: a name is non-empty and has no ':'",
+                    user.name
+                );
+            }
+            if self.users[..i].iter().any(|u| u.name == user.name) {
+                bail!("EventStoreDB user {:?} is configured twice", user.name);
+            }
+            config
+                .users
+                .push(User::new(&user.name, user.password()?.expose(), user.admin));
+        }
+        match config.protection() {
+            Ok(_) => Ok(config),
+            Err(EndpointError::Insecure { addr, missing }) => {
+                let mut message = format!(
+                    "refusing to serve the event log on {addr}, which other machines can reach, \
+                     with {missing}.\nAdd"
+                );
+                if missing.users() {
+                    message.push_str(
+                        "\n  users: [[esdb_serve.users]] in tongban.toml (name, password_file or \
+                         password_env, admin) or TONGBAN_ESDB_USERS=name:password[:admin],...",
+                    );
+                }
+                if missing.tls() {
+                    message.push_str(
+                        "\n  TLS: esdb_serve.tls_certificate and esdb_serve.tls_private_key (PEM \
+                         files), TONGBAN_ESDB_TLS_CERTIFICATE and TONGBAN_ESDB_TLS_PRIVATE_KEY, \
+                         or --tls-certificate and --tls-private-key",
+                    );
+                }
+                message.push_str(
+                    "\nor listen on a loopback address (--listen 127.0.0.1:2113), or, on a \
+                     network secured by other means, pass --insecure-allow-remote",
+                );
+                Err(anyhow::anyhow!(message))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -138,6 +294,8 @@ pub struct Config {
     /// Development mode on an address other hosts can reach (it hands out
     /// demo tokens and accepts locally minted ones): refused unless set.
     pub allow_remote_development: bool,
+    /// `tongban esdb-serve`.
+    pub esdb_serve: EsdbServeConfig,
 }
 
 impl Default for Config {
@@ -152,6 +310,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: Limits::default(),
             allow_remote_development: false,
+            esdb_serve: EsdbServeConfig::default(),
         }
     }
 }
@@ -232,6 +391,27 @@ impl Config {
         if let Some(j) = env("JWKS_FILE") {
             config.auth.jwks_file = Some(PathBuf::from(j));
         }
+        env_parse("ESDB_LISTEN", &mut config.esdb_serve.listen)?;
+        if let Some(c) = env("ESDB_TLS_CERTIFICATE") {
+            config.esdb_serve.tls_certificate = Some(PathBuf::from(c));
+        }
+        if let Some(k) = env("ESDB_TLS_PRIVATE_KEY") {
+            config.esdb_serve.tls_private_key = Some(PathBuf::from(k));
+        }
+        if let Some(users) = env("ESDB_USERS") {
+            config.esdb_serve.users = tongban_esdb_endpoint::User::parse_list(&users)
+                // The error names the rule, never the value (it holds passwords).
+                .map_err(|e| anyhow::anyhow!("TONGBAN_ESDB_USERS is not valid: {e}"))?
+                .into_iter()
+                .map(|u| EsdbUser {
+                    password: Some(Secret::new(u.password.expose())),
+                    name: u.name,
+                    password_file: None,
+                    password_env: None,
+                    admin: u.admin,
+                })
+                .collect();
+        }
         if let Some(d) = &flags.data {
             config.data = d.clone();
         }
@@ -305,6 +485,92 @@ mod tests {
         let c: Config = toml::from_str(text).expect("infra/tongban.example.toml parses");
         assert_eq!(c.mode, Mode::Production);
         assert_eq!(c.limits.max_depth, 10);
+        assert_eq!(c.esdb_serve.listen.to_string(), "0.0.0.0:2113");
+        assert_eq!(c.esdb_serve.users.len(), 2);
+        assert!(c.esdb_serve.users[0].admin && c.esdb_serve.users[0].password_file.is_some());
+    }
+
+    fn esdb_serve(toml: &str) -> EsdbServeConfig {
+        let c: Config = toml::from_str(toml).expect("valid toml");
+        c.esdb_serve
+    }
+
+    #[test]
+    fn esdb_serve_refuses_a_non_loopback_address_and_names_the_missing_settings() {
+        let open = esdb_serve("[esdb_serve]\nlisten = \"0.0.0.0:2113\"\n");
+        let message = open.endpoint(false).expect_err("refused").to_string();
+        for setting in [
+            "0.0.0.0:2113",
+            "[[esdb_serve.users]]",
+            "TONGBAN_ESDB_USERS",
+            "esdb_serve.tls_certificate",
+            "esdb_serve.tls_private_key",
+            "--insecure-allow-remote",
+        ] {
+            assert!(message.contains(setting), "{setting} in {message}");
+        }
+        let dir = tempfile::tempdir().expect("a directory");
+        let password = dir.path().join("ops.password");
+        std::fs::write(&password, "changeit\n").expect("written");
+        let users_only = esdb_serve(&format!(
+            "[esdb_serve]\nlisten = \"0.0.0.0:2113\"\n[[esdb_serve.users]]\nname = \"ops\"\n\
+             password_file = {:?}\nadmin = true\n",
+            password.display().to_string()
+        ));
+        let message = users_only.endpoint(false).expect_err("refused").to_string();
+        assert!(message.contains("tls_certificate"), "{message}");
+        assert!(!message.contains("TONGBAN_ESDB_USERS"), "{message}");
+        let mut secured = users_only.clone();
+        secured.tls_certificate = Some("esdb.crt".into());
+        secured.tls_private_key = Some("esdb.key".into());
+        let endpoint = secured
+            .endpoint(false)
+            .expect("users and TLS may serve remotely");
+        assert_eq!(endpoint.users[0].password.expose(), "changeit");
+        assert!(
+            open.endpoint(true).is_ok(),
+            "the escape hatch waives the rule"
+        );
+    }
+
+    #[test]
+    fn esdb_serve_serves_loopback_without_users_or_tls_by_default() {
+        let c = Config::default();
+        assert_eq!(c.esdb_serve.listen.to_string(), "127.0.0.1:2113");
+        let endpoint = c
+            .esdb_serve
+            .endpoint(false)
+            .expect("loopback may serve openly");
+        assert!(endpoint.users.is_empty() && endpoint.tls.is_none());
+    }
+
+    #[test]
+    fn an_esdb_user_needs_exactly_one_password_source_and_tls_needs_both_files() {
+        let none = esdb_serve("[[esdb_serve.users]]\nname = \"ops\"\n");
+        assert!(none.endpoint(false).is_err());
+        let both = esdb_serve(
+            "[[esdb_serve.users]]\nname = \"ops\"\npassword_file = \"a\"\npassword_env = \"B\"\n",
+        );
+        assert!(both.endpoint(false).is_err());
+        let missing_env =
+            esdb_serve("[[esdb_serve.users]]\nname = \"ops\"\npassword_env = \"TONGBAN_TEST_UNSET_PASSWORD\"\n");
+        assert!(missing_env.endpoint(false).is_err());
+        let half_tls = esdb_serve("[esdb_serve]\ntls_certificate = \"esdb.crt\"\n");
+        let message = half_tls.endpoint(false).expect_err("refused").to_string();
+        assert!(message.contains("tls_private_key"), "{message}");
+    }
+
+    #[test]
+    fn esdb_passwords_never_print() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let password = dir.path().join("ops.password");
+        std::fs::write(&password, "hunter2-esdb").expect("written");
+        let c = esdb_serve(&format!(
+            "[[esdb_serve.users]]\nname = \"ops\"\npassword_file = {:?}\n",
+            password.display().to_string()
+        ));
+        let endpoint = c.endpoint(false).expect("valid");
+        assert!(!format!("{endpoint:?}").contains("hunter2"));
     }
 
     #[test]

@@ -109,14 +109,61 @@ enum Command {
         node: NodeArgs,
     },
     /// Serve the embedded event store over the EventStoreDB gRPC protocol
-    /// (for the `esdb` backend of other nodes and official clients).
-    EsdbServe {
-        /// Address of the gRPC endpoint.
-        #[arg(long, default_value = "127.0.0.1:2113")]
-        esdb_listen: SocketAddr,
-        #[command(flatten)]
-        node: NodeArgs,
-    },
+    /// (for the `esdb` backend of other nodes and official clients). A
+    /// non-loopback address needs users and TLS ([esdb_serve] in
+    /// tongban.toml, TONGBAN_ESDB_*).
+    EsdbServe(EsdbServeArgs),
+}
+
+/// `tongban esdb-serve`: flags override `[esdb_serve]` and `TONGBAN_ESDB_*`.
+/// Users (and their passwords) come only from the file or the environment,
+/// never from the command line, where other users of the machine see them.
+#[derive(clap::Args, Debug, Clone)]
+struct EsdbServeArgs {
+    /// Configuration file (default: ./tongban.toml if present).
+    #[arg(long, env = "TONGBAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default: ./data, or TONGBAN_DATA); the log is
+    /// `<data>/events`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address of the gRPC endpoint (default: 127.0.0.1:2113, or
+    /// TONGBAN_ESDB_LISTEN).
+    #[arg(long, visible_alias = "esdb-listen")]
+    listen: Option<SocketAddr>,
+    /// The server's TLS certificate chain, a PEM file (or
+    /// TONGBAN_ESDB_TLS_CERTIFICATE).
+    #[arg(long)]
+    tls_certificate: Option<PathBuf>,
+    /// The server's TLS private key, a PEM file (or
+    /// TONGBAN_ESDB_TLS_PRIVATE_KEY).
+    #[arg(long)]
+    tls_private_key: Option<PathBuf>,
+    /// Serve on a non-loopback address even without users or TLS: only on
+    /// a network secured by other means (a service mesh, a VPN).
+    #[arg(long)]
+    insecure_allow_remote: bool,
+}
+
+impl EsdbServeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(&Overrides {
+            config: self.config.clone(),
+            data: self.data.clone(),
+            ..Overrides::default()
+        })?;
+        let esdb = &mut config.esdb_serve;
+        if let Some(listen) = self.listen {
+            esdb.listen = listen;
+        }
+        if let Some(certificate) = &self.tls_certificate {
+            esdb.tls_certificate = Some(certificate.clone());
+        }
+        if let Some(key) = &self.tls_private_key {
+            esdb.tls_private_key = Some(key.clone());
+        }
+        Ok(config)
+    }
 }
 
 fn init_tracing() {
@@ -197,6 +244,22 @@ fn token(
     auth::mint_dev(&secret, &claims)
 }
 
+/// The connection string a gateway would use for the endpoint at `url`
+/// (`esdb://addr?tls=…`), with placeholders for what only the operator
+/// knows: the host name when listening on every interface, credentials, the
+/// CA file.
+fn gateway_url(url: &str, users: bool) -> String {
+    let mut url = url.replacen("esdb://0.0.0.0:", "esdb://THIS-HOST:", 1);
+    url = url.replacen("esdb://[::]:", "esdb://THIS-HOST:", 1);
+    if users {
+        url = url.replacen("esdb://", "esdb://USER:PASSWORD@", 1);
+    }
+    if url.ends_with("tls=true") {
+        url.push_str("&tlsCaFile=/path/to/ca.pem");
+    }
+    url
+}
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     init_tracing();
@@ -266,24 +329,23 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::EsdbServe { esdb_listen, node } => {
-            let config = node.config()?;
+        Command::EsdbServe(args) => {
+            let config = args.config()?;
+            let endpoint_config = config.esdb_serve.endpoint(args.insecure_allow_remote)?;
             let dir = config.data.join("events");
             let store = tongban_store::EmbeddedStore::open(&dir)
                 .with_context(|| format!("failed to open the event store at {}", dir.display()))?;
-            let endpoint = tongban_esdb_endpoint::Endpoint::bind(
-                Arc::new(store.clone()),
-                tongban_esdb_endpoint::EndpointConfig::listening_on(esdb_listen),
-            )
-            .await
-            .with_context(|| format!("failed to listen on {esdb_listen}"))?;
+            let listen = endpoint_config.listen;
+            let secured = !endpoint_config.users.is_empty();
+            let endpoint =
+                tongban_esdb_endpoint::Endpoint::bind(Arc::new(store.clone()), endpoint_config)
+                    .await
+                    .with_context(|| format!("failed to serve the event log on {listen}"))?;
+            let url = endpoint.connection_string();
+            println!("EventStoreDB endpoint listening on {url}");
             println!(
-                "EventStoreDB endpoint listening on {}",
-                endpoint.connection_string()
-            );
-            println!(
-                "  serve a gateway on it: tongban serve --store {}",
-                endpoint.connection_string()
+                "  serve a gateway on it: tongban serve --store '{}'",
+                gateway_url(&url, secured)
             );
             let _ = std::io::stdout().flush();
             endpoint

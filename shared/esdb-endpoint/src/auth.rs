@@ -1,13 +1,28 @@
 //! Basic authentication and the one authorization rule: system streams
 //! (`$…`, including `$all`) are readable only by an administrator.
+//!
+//! Credentials are compared as SHA-256 digests with `subtle`'s
+//! constant-time equality, against every configured user, so neither the
+//! length of a password nor which names exist shows in the time taken.
 
 use std::sync::Arc;
 
 use base64::Engine;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::config::User;
+
+/// A configured user with the digests its credentials are checked against.
+#[derive(Clone, Debug)]
+struct Known {
+    name: String,
+    admin: bool,
+    name_digest: [u8; 32],
+    password_digest: [u8; 32],
+}
 
 /// Who is calling.
 #[derive(Clone, Debug)]
@@ -18,11 +33,20 @@ pub(crate) struct Caller {
 
 #[derive(Clone, Debug)]
 pub(crate) struct Auth {
-    users: Arc<Vec<User>>,
+    users: Arc<Vec<Known>>,
 }
 
 impl Auth {
-    pub fn new(users: Vec<User>) -> Self {
+    pub fn new(users: &[User]) -> Self {
+        let users = users
+            .iter()
+            .map(|u| Known {
+                name: u.name.clone(),
+                admin: u.admin,
+                name_digest: digest(&u.name),
+                password_digest: digest(u.password.expose()),
+            })
+            .collect();
         Self {
             users: Arc::new(users),
         }
@@ -54,11 +78,15 @@ impl Auth {
         let (name, password) = decoded
             .split_once(':')
             .ok_or_else(|| unauthenticated("the basic credentials lack a ':'"))?;
-        let user = self
-            .users
-            .iter()
-            .find(|u| u.name == name && same(u.password.expose(), password))
-            .ok_or_else(|| unauthenticated("invalid user name or password"))?;
+        let (name, password) = (digest(name), digest(password));
+        let mut found = None;
+        for user in self.users.iter() {
+            let matches = user.name_digest.ct_eq(&name) & user.password_digest.ct_eq(&password);
+            if bool::from(matches) && found.is_none() {
+                found = Some(user);
+            }
+        }
+        let user = found.ok_or_else(|| unauthenticated("invalid user name or password"))?;
         Ok(Caller {
             name: user.name.clone(),
             admin: user.admin,
@@ -71,19 +99,18 @@ impl Auth {
             let mut status = Status::permission_denied(format!(
                 "access denied: system stream '{stream}' is readable only by an administrator"
             ));
-            status
-                .metadata_mut()
-                .insert("exception", "access-denied".parse().expect("ascii"));
+            status.metadata_mut().insert(
+                "exception",
+                tonic::metadata::MetadataValue::from_static("access-denied"),
+            );
             return Err(status);
         }
         Ok(())
     }
 }
 
-/// Compares without stopping at the first differing byte.
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+fn digest(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
 }
 
 fn unauthenticated(why: &str) -> Status {
@@ -106,16 +133,36 @@ mod tests {
 
     #[test]
     fn a_configured_user_with_the_right_password_is_let_in() {
-        let auth = Auth::new(vec![User::new("ops", "changeit", true)]);
+        let auth = Auth::new(&[
+            User::new("reader", "pw", false),
+            User::new("ops", "changeit", true),
+        ]);
         let caller = auth.caller(&with_basic("ops", "changeit")).expect("valid");
-        assert!(caller.admin);
-        assert!(auth.caller(&with_basic("ops", "wrong")).is_err());
+        assert!(caller.admin && caller.name == "ops");
+        let caller = auth.caller(&with_basic("reader", "pw")).expect("valid");
+        assert!(!caller.admin && caller.name == "reader");
+        for (user, password) in [
+            ("ops", "wrong"),
+            ("ops", "changeit "),
+            ("ops", "changei"),
+            ("ops", "pw"),
+            ("reader", "changeit"),
+            ("nobody", "changeit"),
+            ("", ""),
+        ] {
+            let refused = auth.caller(&with_basic(user, password)).expect_err(user);
+            assert_eq!(
+                refused.code(),
+                tonic::Code::Unauthenticated,
+                "{user}:{password}"
+            );
+        }
         assert!(auth.caller(&MetadataMap::new()).is_err());
     }
 
     #[test]
     fn only_administrators_read_system_streams() {
-        let auth = Auth::new(vec![User::new("reader", "pw", false)]);
+        let auth = Auth::new(&[User::new("reader", "pw", false)]);
         let caller = auth.caller(&with_basic("reader", "pw")).expect("valid");
         assert!(auth.ensure_can_read(&caller, "person-1").is_ok());
         let denied = auth.ensure_can_read(&caller, "$all").expect_err("denied");

@@ -23,8 +23,18 @@ pub enum EndpointError {
         source: std::io::Error,
     },
     /// The TLS certificate and key do not form a usable identity.
-    #[error("the TLS configuration was refused: {0}")]
-    Tls(#[source] tonic::transport::Error),
+    #[error("the TLS certificate and key were refused: {reason}")]
+    Tls { reason: String },
+    /// A non-loopback address without users and TLS (see
+    /// [`crate::EndpointConfig::protection`]).
+    #[error(
+        "refusing to serve the EventStoreDB protocol on {addr}, which other machines can reach, \
+         with {missing}; configure users and TLS, or listen on a loopback address"
+    )]
+    Insecure {
+        addr: SocketAddr,
+        missing: crate::config::Missing,
+    },
     /// The gRPC server failed while serving.
     #[error("the gRPC server failed: {0}")]
     Serve(#[source] tonic::transport::Error),

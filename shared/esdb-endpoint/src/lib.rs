@@ -14,10 +14,15 @@
 //! - `persistent`: persistent subscriptions (competing consumers, retries,
 //!   parking, checkpoints kept in the store so a restart resumes).
 //! - `cluster`: ServerFeatures and Gossip (a one-node cluster).
-//! - `auth`: basic authentication and the admin-only rule for `$` streams.
+//! - `auth`: basic authentication (constant-time) and the admin-only rule
+//!   for `$` streams.
+//! - `tls`: the certificate and key from PEM files, handshakes off the
+//!   accept loop.
 //! - `convert`: store types ↔ messages, store errors → gRPC statuses with
 //!   EventStoreDB's `exception` metadata.
-//! - [`config`]: listen address (127.0.0.1:2113 by default), TLS, users.
+//! - [`config`]: listen address (127.0.0.1:2113 by default), TLS, users,
+//!   and [`EndpointConfig::protection`]: no non-loopback address without
+//!   users and TLS.
 //!
 //! [`EventStore`]: tongban_store::EventStore
 
@@ -35,8 +40,11 @@ pub mod proto;
 pub mod server;
 mod shutdown;
 mod streams;
+mod tls;
 
 pub use cluster::PROTOCOL_VERSION;
-pub use config::{EndpointConfig, Secret, TlsFiles, User, DEFAULT_PORT};
+pub use config::{
+    is_loopback, EndpointConfig, Missing, Protection, Secret, TlsFiles, User, DEFAULT_PORT,
+};
 pub use error::EndpointError;
 pub use server::{serve, Endpoint, EndpointHandle};

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tongban_store::EventStore;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::auth::Auth;
 use crate::cluster::{FeaturesService, GossipService};
-use crate::config::EndpointConfig;
+use crate::config::{EndpointConfig, Protection};
 use crate::error::EndpointError;
 use crate::persistent::PersistentService;
 use crate::proto::gossip::gossip_server::GossipServer;
@@ -42,13 +43,19 @@ pub struct Endpoint {
     addr: SocketAddr,
     store: Arc<dyn EventStore>,
     config: EndpointConfig,
+    tls: Option<TlsAcceptor>,
 }
 
 impl Endpoint {
+    /// Checks the configuration ([`EndpointConfig::protection`]: no
+    /// non-loopback address without users and TLS), loads the TLS
+    /// certificate and key, and binds the address.
     pub async fn bind(
         store: Arc<dyn EventStore>,
         config: EndpointConfig,
     ) -> Result<Self, EndpointError> {
+        let protection = config.protection()?;
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -62,11 +69,13 @@ impl Endpoint {
                 addr: config.listen,
                 source,
             })?;
+        warn_about(protection, addr, &config);
         Ok(Self {
             listener,
             addr,
             store,
             config,
+            tls,
         })
     }
 
@@ -85,24 +94,10 @@ impl Endpoint {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), EndpointError> {
         let (stop_tx, stop) = Shutdown::new();
-        let auth = Auth::new(self.config.users.clone());
+        let auth = Auth::new(&self.config.users);
         let persistent =
             PersistentService::start(self.store.clone(), auth.clone(), stop.clone()).await?;
         let mut builder = Server::builder();
-        if let Some(tls) = &self.config.tls {
-            let read = |what: &'static str, path: &std::path::Path| {
-                std::fs::read(path).map_err(|source| EndpointError::TlsFile {
-                    what,
-                    path: path.to_path_buf(),
-                    source,
-                })
-            };
-            let cert = read("certificate", &tls.certificate)?;
-            let key = read("private key", &tls.private_key)?;
-            builder = builder
-                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
-                .map_err(EndpointError::Tls)?;
-        }
         let host = self
             .config
             .advertise_host
@@ -130,21 +125,38 @@ impl Endpoint {
                 host,
                 port: self.addr.port(),
             }));
-        tracing::info!("serving the EventStoreDB client protocol");
-        // No Nagle: small gRPC frames must not wait for delayed ACKs.
-        let incoming =
-            tonic::transport::server::TcpIncoming::from_listener(self.listener, true, None)
-                .map_err(|e| EndpointError::Bind {
-                    addr: self.addr,
-                    source: std::io::Error::other(e.to_string()),
-                })?;
-        router
-            .serve_with_incoming_shutdown(incoming, async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-            .await
-            .map_err(EndpointError::Serve)
+        tracing::info!(
+            tls = self.tls.is_some(),
+            users = self.config.users.len(),
+            "serving the EventStoreDB client protocol"
+        );
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        match self.tls {
+            Some(acceptor) => {
+                let (incoming, accept_loop) = crate::tls::incoming(self.listener, acceptor);
+                let served = router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await;
+                accept_loop.abort();
+                served.map_err(EndpointError::Serve)
+            }
+            None => {
+                // No Nagle: small gRPC frames must not wait for delayed ACKs.
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from_listener(self.listener, true, None)
+                        .map_err(|e| EndpointError::Bind {
+                            addr: self.addr,
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+                    .map_err(EndpointError::Serve)
+            }
+        }
     }
 
     /// Serves in a background task; dropping or stopping the handle shuts
@@ -162,6 +174,34 @@ impl Endpoint {
             stop: Some(tx),
             task: Some(task),
         }
+    }
+}
+
+/// Says loudly what an endpoint that is not [`Protection::Secured`] lacks.
+fn warn_about(protection: Protection, addr: SocketAddr, config: &EndpointConfig) {
+    match protection {
+        Protection::Secured => {
+            if !config.users.iter().any(|u| u.admin) {
+                tracing::warn!(
+                    %addr,
+                    "no EventStoreDB endpoint user is an administrator: nobody can read `$all`, \
+                     which the esdb backend of a gateway needs"
+                );
+            }
+        }
+        Protection::LoopbackOnly { missing } => tracing::warn!(
+            %addr,
+            %missing,
+            "the EventStoreDB endpoint is NOT SECURED; it listens on loopback only, so only \
+             processes on this machine can connect"
+        ),
+        Protection::InsecureRemote { missing } => tracing::error!(
+            %addr,
+            %missing,
+            "the EventStoreDB endpoint is NOT SECURED AND REACHABLE FROM THE NETWORK because \
+             insecure remote serving was explicitly allowed; anything that can connect to {addr} \
+             can do what this allows"
+        ),
     }
 }
 

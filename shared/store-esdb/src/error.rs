@@ -10,6 +10,15 @@ pub enum EsdbError {
     /// `INVALID_INPUT`: the connection string does not parse.
     #[error("invalid EventStoreDB connection string: {0}")]
     ConnectionString(String),
+    /// `INVALID_INPUT`: a file named by the connection string (`tlsCaFile`,
+    /// `userCertFile`, `userKeyFile`) cannot be read or is not PEM (the
+    /// official client would panic on it).
+    #[error("the connection string's {param}={path} is unusable: {reason}")]
+    TlsFile {
+        param: &'static str,
+        path: String,
+        reason: String,
+    },
     /// `UNAVAILABLE`: the client could not be created.
     #[error("failed to create the EventStoreDB client: {0}")]
     Client(String),

@@ -79,6 +79,7 @@ impl EsdbStore {
         let settings: ClientSettings = config.connection_string.parse().map_err(
             |e: eventstore::ClientSettingsParseError| EsdbError::ConnectionString(e.to_string()),
         )?;
+        check_tls_files(&settings)?;
         let client = Client::new(settings).map_err(|e| EsdbError::Client(e.to_string()))?;
         let inner = Arc::new(Inner {
             client,
@@ -92,6 +93,51 @@ impl EsdbStore {
         }
         Ok(Self { inner })
     }
+}
+
+/// Reads the PEM files a secure connection string names, as the official
+/// client will, so a missing or malformed file is an error here instead of
+/// a panic inside the client.
+fn check_tls_files(settings: &ClientSettings) -> Result<(), EsdbError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    if !settings.is_secure_mode_enabled() {
+        return Ok(());
+    }
+    let certificates = |param: &'static str, path: &str| {
+        let unusable = |reason: String| EsdbError::TlsFile {
+            param,
+            path: path.to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+        let chain = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unusable(format!("not a PEM certificate: {e}")))?;
+        if chain.is_empty() {
+            return Err(unusable("holds no PEM certificate".into()));
+        }
+        Ok(chain)
+    };
+    if let Some(ca) = settings.tls_ca_file() {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in certificates("tlsCaFile", ca)? {
+            roots.add(certificate).map_err(|e| EsdbError::TlsFile {
+                param: "tlsCaFile",
+                path: ca.clone(),
+                reason: format!("not a usable root certificate: {e}"),
+            })?;
+        }
+    }
+    if let Some((certificate, key)) = settings.user_certificate() {
+        certificates("userCertFile", certificate)?;
+        PrivateKeyDer::from_pem_file(key).map_err(|e| EsdbError::TlsFile {
+            param: "userKeyFile",
+            path: key.clone(),
+            reason: format!("not a readable PEM private key: {e}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// Hashes new events of `$all` every `interval` until the store is dropped.
