@@ -359,6 +359,23 @@ pub fn verify_code(
     })
 }
 
+/// The code id a code token names, read *without* verifying anything: only
+/// to know whose state to load before the token is verified
+/// ([`verify_code`]). `None` when the bytes are not a code token.
+pub fn peek_code_id(token: &[u8]) -> Option<Uuid> {
+    let sign1 = CoseSign1::from_tagged_slice(token)
+        .or_else(|_| CoseSign1::from_slice(token))
+        .ok()?;
+    let map = decode(sign1.payload.as_deref()?).ok()?;
+    if as_text(get(&map, KIND)) != Some("hc") {
+        return None;
+    }
+    match get(&map, 1) {
+        Some(Value::Bytes(b)) => Uuid::from_slice(b).ok(),
+        _ => None,
+    }
+}
+
 /// Signs a venue's place code.
 pub fn sign_place(key: &RegionKey, claims: &PlaceClaims) -> Result<Vec<u8>, HealthCodeError> {
     let map = vec![
