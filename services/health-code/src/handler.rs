@@ -42,7 +42,7 @@ use crate::person::{self, PersonCommand, PersonState};
 use crate::policy::{self, PolicyBook, PublishPolicy};
 use crate::risk::{self, RiskAreaCommand, RiskAreaState, RiskMap};
 use crate::token::{
-    peek_code_id, sign_code, sign_place, CodeClaims, KeyDirectory, PlaceClaims, RegionKey,
+    peek_code_claims, sign_code, sign_place, CodeClaims, KeyDirectory, PlaceClaims, RegionKey,
     RegionSigner,
 };
 use crate::vault::{self, KeyVault, PersonalData};
@@ -267,6 +267,18 @@ pub struct CheckedCode {
     /// What decides: the holder's status at the head, or the signed claims.
     pub status: CodeStatus,
     /// The holder, when this hub knows them.
+    pub holder: Option<Holder>,
+}
+
+/// A checkpoint command's outcome with what the guard is shown beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanOutcome {
+    /// The checkpoint's events and the last append's position.
+    pub recorded: Recorded,
+    /// The scanned code's claims (the decision verified them); `None` for
+    /// a registration.
+    pub claims: Option<CodeClaims>,
+    /// The code's holder as the scan saw them, when this hub knows them.
     pub holder: Option<Holder>,
 }
 
@@ -833,7 +845,10 @@ impl<S: EventStore> HealthCodeService<S> {
         checkpoint_id: CheckpointId,
         command: CheckpointCommand,
     ) -> Result<Recorded, HealthCodeError> {
-        Ok(self.scan_recorded(actor, checkpoint_id, command).await?.0)
+        Ok(self
+            .scan_recorded(actor, checkpoint_id, command)
+            .await?
+            .recorded)
     }
 
     /// [`checkpoint_recorded`](Self::checkpoint_recorded), also returning
@@ -844,12 +859,15 @@ impl<S: EventStore> HealthCodeService<S> {
         actor: &Actor,
         checkpoint_id: CheckpointId,
         command: CheckpointCommand,
-    ) -> Result<(Recorded, Option<Holder>), HealthCodeError> {
+    ) -> Result<ScanOutcome, HealthCodeError> {
         let name = stream(format!("checkpoint-{checkpoint_id}"))?;
         let directory = Arc::clone(&read_lock(&self.directory));
-        let holder = match &command {
-            CheckpointCommand::Scan { code_token, .. } => self.code_holder(code_token).await?,
-            CheckpointCommand::Register { .. } => None,
+        let (claims, holder) = match &command {
+            CheckpointCommand::Scan { code_token, .. } => (
+                peek_code_claims(code_token),
+                self.code_holder(code_token).await?,
+            ),
+            CheckpointCommand::Register { .. } => (None, None),
         };
         let holder_state = holder.as_ref().map(|h| &h.state);
         let mut recorded = self
@@ -866,7 +884,11 @@ impl<S: EventStore> HealthCodeService<S> {
             let evidence = self.fan_out_scan(actor, scan).await?;
             recorded.position = recorded.position.max(evidence.position);
         }
-        Ok((recorded, holder))
+        Ok(ScanOutcome {
+            recorded,
+            claims,
+            holder,
+        })
     }
 
     /// The person a code token names, with their state folded to the log
@@ -874,10 +896,10 @@ impl<S: EventStore> HealthCodeService<S> {
     /// first). `None` when the token names no code this hub generated.
     /// The token is not verified here; deciding on it verifies it.
     pub async fn code_holder(&self, token: &[u8]) -> Result<Option<Holder>, HealthCodeError> {
-        let Some(code_id) = peek_code_id(token) else {
+        let Some(claims) = peek_code_claims(token) else {
             return Ok(None);
         };
-        let Some(person_id) = read_lock(&self.views).codes.get(&code_id).copied() else {
+        let Some(person_id) = read_lock(&self.views).codes.get(&claims.code_id).copied() else {
             return Ok(None);
         };
         let state = self.person_state(person_id).await?;

@@ -700,3 +700,299 @@ fn a_holder_whose_stream_does_not_hold_the_code_is_not_taken_for_its_holder() {
     .unwrap();
     assert_eq!(status.mode, CheckMode::Offline);
 }
+
+// ------------------------------------------------------------------------
+// The same through GraphQL: `scanCode` and `verifyCode` on a real store.
+
+mod through_graphql {
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    use async_graphql::{EmptySubscription, Request, Schema, Variables};
+    use serde_json::{json, Value};
+    use time::format_description::well_known::Rfc3339;
+    use time::OffsetDateTime;
+    use tongban_health_code::graphql::{
+        HealthCodeApi, HealthCodeMutation, HealthCodeQuery, Keyring, SharedStore,
+    };
+    use tongban_health_code::handler::HealthCodeService;
+    use tongban_health_code::overrides::OverrideConfig;
+    use tongban_health_code::projections::HealthCodeViews;
+    use tongban_health_code::vault::RedbKeyVault;
+    use tongban_kernel::{
+        Actor, ActorId, CheckpointId, Clock, Divisions, FixedClock, PersonId, Role,
+    };
+    use tongban_projection::{EmbeddedReadModels, ProjectionRunner, RunnerConfig};
+    use tongban_store::{EmbeddedStore, EventStore};
+
+    struct Hub {
+        schema: Schema<HealthCodeQuery, HealthCodeMutation, EmptySubscription>,
+        clock: Arc<FixedClock>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn hub() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
+        let events: Arc<dyn EventStore> = store;
+        let runner = Arc::new(ProjectionRunner::new(
+            events.clone(),
+            Arc::new(EmbeddedReadModels::open(dir.path().join("projections")).unwrap()),
+            RunnerConfig::default(),
+        ));
+        let views = HealthCodeViews::default();
+        let tables = views.tables.clone();
+        runner.start(Arc::new(views)).unwrap();
+        let clock = Arc::new(FixedClock::new(OffsetDateTime::now_utc()));
+        let shared_clock: Arc<dyn Clock> = clock.clone();
+        let divisions = Arc::new(Divisions::load_default().unwrap());
+        let vault = Arc::new(RedbKeyVault::open(dir.path().join("vault.redb")).unwrap());
+        let shared: SharedStore = events.clone();
+        let service = Arc::new(HealthCodeService::new(
+            Arc::new(shared),
+            shared_clock.clone(),
+            divisions.clone(),
+            vault.clone(),
+            OverrideConfig::default(),
+        ));
+        let api = HealthCodeApi {
+            service,
+            store: events,
+            runner,
+            keyring: Arc::new(Keyring::open(dir.path().join("keys")).unwrap()),
+            vault,
+            divisions,
+            clock: shared_clock,
+            read_wait: StdDuration::from_secs(30),
+            tables,
+        };
+        let schema = Schema::build(
+            HealthCodeQuery::default(),
+            HealthCodeMutation,
+            EmptySubscription,
+        )
+        .data(Arc::new(api))
+        .finish();
+        Hub {
+            schema,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    fn official() -> Actor {
+        Actor::health_official(ActorId::from_u128(0xB1), super::code(super::BEIJING))
+    }
+
+    fn device(checkpoint: CheckpointId) -> Actor {
+        Actor {
+            id: ActorId::from_u128(checkpoint.uuid().as_u128()),
+            role: Role::Checkpoint { checkpoint },
+        }
+    }
+
+    fn lab() -> Actor {
+        super::lab()
+    }
+
+    const VERDICT: &str = "admitted colour signedColour reason checkedOnline issuedAt expiresAt
+        holder { maskedName idKind maskedIdNumber erased }";
+
+    impl Hub {
+        async fn run(&self, actor: &Actor, query: &str, vars: Value) -> Result<Value, String> {
+            let response = self
+                .schema
+                .execute(
+                    Request::new(query)
+                        .variables(Variables::from_json(vars))
+                        .data(actor.clone()),
+                )
+                .await;
+            match response.errors.first() {
+                Some(e) => Err(format!("{e:?}")),
+                None => Ok(response.data.into_json().unwrap()),
+            }
+        }
+
+        /// Registers 王芳 (a resident ID of Beijing) and returns her id and a
+        /// citizen actor for her.
+        async fn register(&self, id_number: &str) -> (PersonId, Actor) {
+            let person = PersonId::new();
+            let citizen = Actor::citizen(ActorId::new(), person);
+            self.run(
+                &citizen,
+                r#"mutation($n: String!) { registerPerson(input: {homeRegion: "11",
+                    residence: "110101001001", idKind: "resident_id", idNumber: $n,
+                    name: "王芳", phone: "13800138000"}) { colour } }"#,
+                json!({ "n": id_number }),
+            )
+            .await
+            .unwrap();
+            (person, citizen)
+        }
+
+        async fn generate(&self, citizen: &Actor) -> Value {
+            self.run(
+                citizen,
+                "mutation { generateCode { text colour issuedAt } }",
+                json!({}),
+            )
+            .await
+            .unwrap()["generateCode"]
+                .clone()
+        }
+
+        async fn checkpoint(&self, name: &str) -> CheckpointId {
+            let done = self
+                .run(
+                    &official(),
+                    r#"mutation($n: String!) { registerCheckpoint(name: $n, place: "110106018002") { checkpointId } }"#,
+                    json!({ "n": name }),
+                )
+                .await
+                .unwrap();
+            CheckpointId::parse(done["registerCheckpoint"]["checkpointId"].as_str().unwrap())
+                .unwrap()
+        }
+
+        async fn scan(&self, at: CheckpointId, code: &str, temperature: Option<f64>) -> Value {
+            self.run(
+                &device(at),
+                &format!(
+                    "mutation($c: String!, $t: Float) {{ scanCode(code: $c, temperature: $t) {{ {VERDICT} }} }}"
+                ),
+                json!({ "c": code, "t": temperature }),
+            )
+            .await
+            .unwrap()["scanCode"]
+                .clone()
+        }
+
+        async fn verify(&self, at: CheckpointId, code: &str) -> Value {
+            self.run(
+                &device(at),
+                "query($c: String!) { verifyCode(code: $c) { valid colour signedColour checkedOnline
+                    issuedAt reason reasonCode holder { maskedName maskedIdNumber erased } } }",
+                json!({ "c": code }),
+            )
+            .await
+            .unwrap()["verifyCode"]
+                .clone()
+        }
+
+        fn later(&self, seconds: i64) {
+            self.clock.advance(time::Duration::seconds(seconds));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_generated_while_green_is_denied_as_superseded_once_a_lab_records_a_positive_test(
+    ) {
+        let hub = hub().await;
+        let (person, citizen) = hub.register("11010519491231002X").await;
+        let code = hub.generate(&citizen).await;
+        assert_eq!(code["colour"], "green");
+        let text = code["text"].as_str().unwrap().to_owned();
+        let market = hub.checkpoint("新发地市场").await;
+
+        // Before the test: admitted, with the holder masked and the issue time.
+        let before = hub.scan(market, &text, None).await;
+        assert_eq!(before["admitted"], true, "{before}");
+        assert_eq!(before["checkedOnline"], true);
+        assert_eq!(before["holder"]["maskedName"], "王*");
+        assert_eq!(before["holder"]["maskedIdNumber"], "110***********002X");
+        assert_eq!(before["issuedAt"], code["issuedAt"]);
+
+        // A lab records a positive test: red at once.
+        hub.later(60);
+        let sampled = hub.clock.now().format(&Rfc3339).unwrap();
+        let tested = hub
+            .run(
+                &lab(),
+                r#"mutation($p: ID!, $at: String!) { recordEvidence(personId: $p, source: LAB,
+                    evidence: {kind: "nucleic_acid_tested", sampled_at: $at, result: "positive", lab: "CDC"}) { colour } }"#,
+                json!({ "p": person.to_string(), "at": sampled }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(tested["recordEvidence"]["colour"], "red");
+
+        // The earlier green code is void, and the guard sees red.
+        let after = hub.scan(market, &text, None).await;
+        assert_eq!(after["admitted"], false, "{after}");
+        assert_eq!(after["reason"], "CODE_SUPERSEDED");
+        assert_eq!(after["colour"], "red");
+        assert_eq!(after["signedColour"], "green");
+        assert_eq!(after["holder"]["maskedName"], "王*");
+        let verified = hub.verify(market, &text).await;
+        assert_eq!(verified["valid"], false, "{verified}");
+        assert_eq!(verified["reasonCode"], "CODE_SUPERSEDED");
+        assert_eq!(verified["colour"], "red");
+        assert_eq!(verified["checkedOnline"], true);
+        assert_eq!(verified["holder"]["maskedIdNumber"], "110***********002X");
+        let said = verified["reason"].as_str().unwrap_or_default();
+        assert!(said.contains("fresh code"), "{said}");
+
+        // A fresh code shows red and is denied as red, no longer as void.
+        let fresh = hub.generate(&citizen).await;
+        let scanned = hub
+            .scan(market, fresh["text"].as_str().unwrap(), None)
+            .await;
+        assert_eq!(
+            (&scanned["reason"], &scanned["colour"]),
+            (&json!("RED_CODE"), &json!("red"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fever_at_one_checkpoint_denies_the_same_code_at_the_next_through_graphql() {
+        let hub = hub().await;
+        let (_, citizen) = hub.register("11010519491231002X").await;
+        let text = hub.generate(&citizen).await["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let market = hub.checkpoint("新发地市场").await;
+        let station = hub.checkpoint("北京南站").await;
+
+        let feverish = hub.scan(market, &text, Some(38.6)).await;
+        assert_eq!(
+            (&feverish["admitted"], &feverish["reason"]),
+            (&json!(false), &json!("FEVER")),
+            "{feverish}"
+        );
+        hub.later(30);
+        let next = hub.scan(station, &text, None).await;
+        assert_eq!(next["admitted"], false, "{next}");
+        assert_eq!(next["reason"], "CODE_SUPERSEDED");
+        assert_eq!(next["colour"], "red");
+        assert_eq!(next["checkedOnline"], true);
+    }
+
+    #[tokio::test]
+    async fn an_erased_holder_shows_no_name_and_a_checkpoint_never_sees_the_full_name_or_number() {
+        let hub = hub().await;
+        let (person, citizen) = hub.register("11010519491231002X").await;
+        let text = hub.generate(&citizen).await["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let market = hub.checkpoint("新发地市场").await;
+        let scanned = hub.scan(market, &text, None).await;
+        let shown = scanned.to_string();
+        assert!(!shown.contains("王芳"), "{shown}");
+        assert!(!shown.contains("11010519491231002X"), "{shown}");
+
+        hub.run(
+            &citizen,
+            "mutation($p: ID!) { erasePersonalData(personId: $p) { position } }",
+            json!({ "p": person.to_string() }),
+        )
+        .await
+        .unwrap();
+        let verified = hub.verify(market, &text).await;
+        assert_eq!(verified["valid"], true, "{verified}");
+        assert_eq!(verified["holder"]["erased"], true);
+        assert!(verified["holder"]["maskedName"].is_null(), "{verified}");
+    }
+}
