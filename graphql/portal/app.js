@@ -697,23 +697,44 @@
     const upload = h("input", { type: "file", accept: "image/*", id: "scan-upload" });
     const recent = h("div", { id: "recent" });
 
+    // Who the code belongs to, masked, and when it was generated: the guard
+    // compares them with the person and their ID (a screenshot of someone
+    // else's code shows someone else's name).
+    function holderBox(r) {
+      if (!r.issuedAt) return null;
+      const rows = [];
+      if (r.holder && !r.holder.erased) {
+        rows.push(h("div", { class: "holder-name", id: "verdict-name" }, t("checkpoint.holder") + ": ", h("strong", null, r.holder.maskedName)));
+        rows.push(h("div", { class: "mono", id: "verdict-id" }, t("checkpoint.id_number") + ": " + r.holder.maskedIdNumber));
+      } else if (r.holder && r.holder.erased) {
+        rows.push(h("div", { id: "verdict-erased" }, t("checkpoint.erased")));
+      }
+      rows.push(h("div", { id: "verdict-issued" }, t("checkpoint.issued") + ": " + when(r.issuedAt)));
+      if (r.holder && !r.holder.erased) rows.push(h("div", { class: "small" }, t("checkpoint.compare")));
+      if (r.checkedOnline === false) rows.push(h("div", { class: "small", id: "verdict-offline" }, t("checkpoint.offline")));
+      if (r.source === "upload" || r.source === "paste") rows.push(h("div", { class: "small", id: "verdict-source", "data-source": r.source }, t("checkpoint.from_" + r.source)));
+      return h("div", { class: "holder" }, rows);
+    }
     function showVerdict(r) {
       const ok = !!r.admitted;
       const why = r.reason === "INVALID" ? t("scan.INVALID", { msg: r.message })
         : TEXT["scan." + r.reason] ? t("scan." + r.reason, { c: colourName(r.colour) }) : r.reason;
-      clear(verdict).append(h("div", { class: "verdict " + (ok ? "admitted" : "denied"), "data-admitted": String(ok), "data-reason": r.reason },
+      clear(verdict).append(h("div", { class: "verdict " + (ok ? "admitted" : "denied"), "data-admitted": String(ok), "data-reason": r.reason, "data-online": String(r.checkedOnline !== false) },
         h("div", { class: "big" }, ok ? "✓ " + t("checkpoint.admitted") : "✕ " + t("checkpoint.denied")),
         r.colour ? h("div", { class: "why" }, pill(r.colour, colourName(r.colour))) : null,
-        h("div", { class: "why" }, why)));
+        h("div", { class: "why" }, why),
+        holderBox(r)));
       verdict.scrollIntoView({ block: "start", behavior: "smooth" });
     }
-    async function scan(text) {
+    async function scan(text, source) {
       const temp = tempInput.value ? parseFloat(tempInput.value) : null;
       clear(verdict).append(loading());
       try {
-        const r = (await gql(`mutation($c: String!, $t: Float) { scanCode(code: $c, temperature: $t) { admitted colour reason scanId position } }`,
+        const r = (await gql(`mutation($c: String!, $t: Float) { scanCode(code: $c, temperature: $t) {
+            admitted colour signedColour reason checkedOnline issuedAt expiresAt scanId position
+            holder { maskedName idKind maskedIdNumber erased } } }`,
           { c: text.trim(), t: temp })).scanCode;
-        showVerdict(r);
+        showVerdict(Object.assign({ source: source }, r));
         codeInput.value = ""; tempInput.value = "";
         loadRecent(r.position);
       } catch (e) {
@@ -724,7 +745,7 @@
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       if (!codeInput.value.trim()) { codeInput.focus(); return; }
-      scan(codeInput.value);
+      scan(codeInput.value, "paste");
     });
     async function decodeImage(source, w, hgt) {
       const canvas = document.createElement("canvas");
@@ -743,7 +764,7 @@
         const text = await decodeImage(bmp, bmp.width, bmp.height);
         if (!text) { camStatus.textContent = t("checkpoint.upload_none"); return; }
         codeInput.value = text;
-        scan(text);
+        scan(text, "upload");
       } catch (_) { camStatus.textContent = t("checkpoint.upload_none"); }
       upload.value = "";
     });
@@ -766,7 +787,7 @@
         if (!stream) return;
         if (video.videoWidth) {
           const text = await decodeImage(video, video.videoWidth, video.videoHeight);
-          if (text) { stopCamera(); codeInput.value = text; scan(text); return; }
+          if (text) { stopCamera(); codeInput.value = text; scan(text, "camera"); return; }
         }
         raf = requestAnimationFrame(loop);
       };

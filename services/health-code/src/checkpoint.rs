@@ -4,10 +4,16 @@
 //! region) that contains it, with its community or street code and an
 //! admission policy. Scans work both ways: a guard scans the person's code,
 //! or the person scans the venue's signed place code and shows their own
-//! code. A scan verifies signature and expiry offline, then records
-//! `CodeScanned` with the result and why; an admitted scan is a venue visit
-//! and a measured temperature is evidence, both appended to the person's
-//! stream by the handler ([`scan_evidence`]).
+//! code. A scan verifies signature and expiry, then decides on the holder's
+//! status at the log head ([`CodeStatus::online`]): a code issued before the
+//! holder's latest colour change in its region is void (`CODE_SUPERSEDED`)
+//! and the current colour, not the one signed into the code, is what the
+//! guard sees. Only when the holder is not known to this hub (or a device
+//! has no connection to it) does the signed colour decide, within the
+//! code's short validity, and the verdict says so ([`CheckMode::Offline`]).
+//! The scan records `CodeScanned` with the result and why; an admitted scan
+//! is a venue visit and a measured temperature is evidence, both appended
+//! to the person's stream by the handler ([`scan_evidence`]).
 
 use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
@@ -16,6 +22,7 @@ use tongban_kernel::{CheckpointId, DivisionCode, DivisionLevel, EventId};
 use crate::context::DecisionContext;
 use crate::error::HealthCodeError;
 use crate::events::{Evidence, HealthEvent};
+use crate::person::PersonState;
 use crate::token::{verify_code, verify_place, CodeClaims, KeyDirectory};
 use crate::types::{AdmissionPolicy, Colour, ScanDirection, Temperature};
 
@@ -96,22 +103,106 @@ pub enum CheckpointCommand {
     },
 }
 
-/// Admission decision for verified claims. Pure.
+/// How a code was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckMode {
+    /// Against the holder's status at the log head: the holder is known to
+    /// this hub.
+    Online,
+    /// Against the colour signed into the code alone, within the code's
+    /// validity: no connection to the hub, or a holder it does not know.
+    Offline,
+}
+
+/// What admission decides on: the holder's status at the log head, or the
+/// code's signed claims when checked offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeStatus {
+    /// How it was checked.
+    pub mode: CheckMode,
+    /// The colour that decides: the holder's current colour in the code's
+    /// region online, the signed colour offline.
+    pub colour: Colour,
+    /// The colour signed into the code.
+    pub signed_colour: Colour,
+    /// The holder's colour changed after the code was issued: the code is
+    /// void. Never known offline.
+    pub superseded: bool,
+    /// The newest negative test (sample time) the decision may rely on.
+    pub negative_test_at: Option<OffsetDateTime>,
+}
+
+impl CodeStatus {
+    /// The status a code's signed claims state by themselves.
+    pub fn offline(claims: &CodeClaims) -> Self {
+        Self {
+            mode: CheckMode::Offline,
+            colour: claims.colour,
+            signed_colour: claims.colour,
+            superseded: false,
+            negative_test_at: claims.negative_test_at,
+        }
+    }
+
+    /// The status of a code at the log head, from its holder's folded
+    /// stream: void if the colour in the code's region changed after it was
+    /// issued, and the current colour either way. `None` when the code is
+    /// not one of `holder`'s.
+    pub fn online(claims: &CodeClaims, holder: &PersonState, now: OffsetDateTime) -> Option<Self> {
+        let code = holder.codes.get(&claims.code_id)?;
+        let superseded = holder.code_superseded(&claims.code_id)?;
+        let colour = holder
+            .colours
+            .get(&code.region)
+            .map_or(code.colour, |c| c.colour);
+        Some(Self {
+            mode: CheckMode::Online,
+            colour,
+            signed_colour: claims.colour,
+            superseded,
+            negative_test_at: holder.latest_negative_test(now),
+        })
+    }
+}
+
+/// Verifies a code token (signature, key, expiry) and says what its status
+/// is: online from `holder` (the state of the person the code names, read
+/// at the log head) when the code is theirs, else offline from the signed
+/// claims. Pure.
+pub fn check_code(
+    keys: &KeyDirectory,
+    token: &[u8],
+    holder: Option<&PersonState>,
+    now: OffsetDateTime,
+) -> Result<(CodeClaims, CodeStatus), HealthCodeError> {
+    let claims = verify_code(keys, token, now)?;
+    let status = holder
+        .and_then(|h| CodeStatus::online(&claims, h, now))
+        .unwrap_or_else(|| CodeStatus::offline(&claims));
+    Ok((claims, status))
+}
+
+/// Admission decision for a checked code. Pure. A measured fever denies
+/// first, then a void code (`CODE_SUPERSEDED`: the guard asks for a fresh
+/// code), then the colour that decides.
 pub fn admit(
     policy: &AdmissionPolicy,
-    claims: &CodeClaims,
+    status: &CodeStatus,
     temperature: Option<Temperature>,
     now: OffsetDateTime,
 ) -> (bool, &'static str) {
     if temperature.is_some_and(|t| t.celsius() >= policy.max_temperature) {
         return (false, "FEVER");
     }
-    match claims.colour {
+    if status.superseded {
+        return (false, "CODE_SUPERSEDED");
+    }
+    match status.colour {
         Colour::Red => (false, "RED_CODE"),
         colour if !policy.admit.contains(&colour) => (false, "COLOUR_NOT_ADMITTED"),
         Colour::Yellow => match policy.yellow_needs_negative_test_within_hours {
             Some(hours) => {
-                let recent = claims
+                let recent = status
                     .negative_test_at
                     .is_some_and(|t| t <= now && now - t <= Duration::hours(i64::from(hours)));
                 if recent {
@@ -126,12 +217,15 @@ pub fn admit(
     }
 }
 
-/// Decides a checkpoint command.
+/// Decides a checkpoint command. A scan decides on `holder`, the state of
+/// the person the code names at the log head (see [`check_code`]); `None`
+/// (a holder this hub does not know) decides offline.
 pub fn decide(
     state: &CheckpointState,
     command: &CheckpointCommand,
     ctx: &DecisionContext<'_>,
     keys: &KeyDirectory,
+    holder: Option<&PersonState>,
 ) -> Result<Vec<HealthEvent>, HealthCodeError> {
     match command {
         CheckpointCommand::Register {
@@ -205,17 +299,18 @@ pub fn decide(
                     });
                 }
             }
-            let claims = verify_code(keys, code_token, ctx.now)?;
-            let (admitted, reason) = admit(&checkpoint.admission, &claims, *temperature, ctx.now);
+            let (claims, status) = check_code(keys, code_token, holder, ctx.now)?;
+            let (admitted, reason) = admit(&checkpoint.admission, &status, *temperature, ctx.now);
             Ok(vec![HealthEvent::CodeScanned {
                 checkpoint_id: checkpoint.id,
                 scan_id: *scan_id,
                 code_id: claims.code_id,
                 direction: *direction,
-                colour: claims.colour,
+                colour: status.colour,
                 admitted,
                 reason: reason.into(),
                 temperature: *temperature,
+                checked_online: status.mode == CheckMode::Online,
                 at: ctx.now,
             }])
         }

@@ -85,6 +85,16 @@ pub enum HealthCodeError {
     /// A code token names a key nobody published (`UNAUTHENTICATED`).
     #[error("code token is signed by unknown key `{0}`")]
     TokenUnknownKey(String),
+    /// The holder's colour changed after the code was issued: the code is
+    /// void and a fresh one must be shown (`UNAUTHENTICATED`, verdict
+    /// reason `CODE_SUPERSEDED`).
+    #[error("code {code_id} was issued before the holder's colour changed to {colour}; it is void: ask for a fresh code")]
+    CodeSuperseded {
+        /// The void code.
+        code_id: uuid::Uuid,
+        /// The holder's colour now.
+        colour: crate::types::Colour,
+    },
     /// A code token is not a well-formed COSE_Sign1 health-code token (`INVALID_INPUT`).
     #[error("code token is malformed: {0}")]
     TokenMalformed(String),
@@ -130,6 +140,20 @@ impl HealthCodeError {
         Self::Division { field, source }
     }
 
+    /// The stable reason a code check states for this error (a verdict's
+    /// `reasonCode`): `CODE_SUPERSEDED`, `CODE_EXPIRED`, `CODE_FORGED`,
+    /// `CODE_UNKNOWN_KEY`, `CODE_MALFORMED`; else the `extensions.code`.
+    pub fn verdict_code(&self) -> &'static str {
+        match self {
+            Self::CodeSuperseded { .. } => "CODE_SUPERSEDED",
+            Self::TokenExpired { .. } => "CODE_EXPIRED",
+            Self::TokenForged => "CODE_FORGED",
+            Self::TokenUnknownKey(_) => "CODE_UNKNOWN_KEY",
+            Self::TokenMalformed(_) => "CODE_MALFORMED",
+            other => other.extension_code(),
+        }
+    }
+
     /// The GraphQL `extensions.code` this error becomes.
     pub fn extension_code(&self) -> &'static str {
         use HealthCodeError::*;
@@ -150,7 +174,9 @@ impl HealthCodeError {
             | OverrideNotPending(_)
             | DeclarationRequired { .. }
             | Conflict { .. } => "CONFLICT",
-            TokenExpired { .. } | TokenForged | TokenUnknownKey(_) => "UNAUTHENTICATED",
+            TokenExpired { .. } | TokenForged | TokenUnknownKey(_) | CodeSuperseded { .. } => {
+                "UNAUTHENTICATED"
+            }
             Store(_) | Vault(_) => "INTERNAL",
         }
     }

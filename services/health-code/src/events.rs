@@ -470,14 +470,21 @@ pub enum HealthEvent {
         code_id: Uuid,
         /// Who scanned whom.
         direction: crate::types::ScanDirection,
-        /// The colour in the token.
+        /// The colour that decided: the holder's at the log head when
+        /// checked online, else the one signed into the token.
         colour: Colour,
         /// Admitted or not.
         admitted: bool,
-        /// Why (stable code: `ADMITTED`, `RED_CODE`, `YELLOW_WITHOUT_TEST`, `FEVER`, ...).
+        /// Why (stable code: `ADMITTED`, `RED_CODE`, `CODE_SUPERSEDED`,
+        /// `YELLOW_WITHOUT_RECENT_TEST`, `FEVER`, ...).
         reason: String,
         /// Measured temperature, if any.
         temperature: Option<Temperature>,
+        /// Whether the scan was decided on the holder's status at the log
+        /// head (`true`) or on the token's signed colour alone (`false`;
+        /// every scan recorded before this field existed was).
+        #[serde(default)]
+        checked_online: bool,
         /// When.
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,

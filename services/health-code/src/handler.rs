@@ -33,7 +33,7 @@ use tongban_store::{
 };
 use uuid::Uuid;
 
-use crate::checkpoint::{self, CheckpointCommand, CheckpointState};
+use crate::checkpoint::{self, CheckpointCommand, CheckpointState, CodeStatus};
 use crate::context::DecisionContext;
 use crate::error::HealthCodeError;
 use crate::events::{EvidenceMeta, EvidenceSource, HealthEvent};
@@ -42,7 +42,8 @@ use crate::person::{self, PersonCommand, PersonState};
 use crate::policy::{self, PolicyBook, PublishPolicy};
 use crate::risk::{self, RiskAreaCommand, RiskAreaState, RiskMap};
 use crate::token::{
-    sign_code, sign_place, CodeClaims, KeyDirectory, PlaceClaims, RegionKey, RegionSigner,
+    peek_code_claims, sign_code, sign_place, CodeClaims, KeyDirectory, PlaceClaims, RegionKey,
+    RegionSigner,
 };
 use crate::vault::{self, KeyVault, PersonalData};
 
@@ -247,6 +248,38 @@ pub struct IssuedCode {
     pub text: String,
     /// Position of the append that recorded the code.
     pub position: Option<Position>,
+}
+
+/// The person a code belongs to, with their state folded to the log head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holder {
+    /// The person.
+    pub person_id: PersonId,
+    /// Their state at the log head.
+    pub state: PersonState,
+}
+
+/// A code checked against the log head (or offline, see [`CodeStatus`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedCode {
+    /// What the token says.
+    pub claims: CodeClaims,
+    /// What decides: the holder's status at the head, or the signed claims.
+    pub status: CodeStatus,
+    /// The holder, when this hub knows them.
+    pub holder: Option<Holder>,
+}
+
+/// A checkpoint command's outcome with what the guard is shown beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanOutcome {
+    /// The checkpoint's events and the last append's position.
+    pub recorded: Recorded,
+    /// The scanned code's claims (the decision verified them); `None` for
+    /// a registration.
+    pub claims: Option<CodeClaims>,
+    /// The code's holder as the scan saw them, when this hub knows them.
+    pub holder: Option<Holder>,
 }
 
 /// The health-code service: commands in, events out, on any [`EventStore`].
@@ -812,8 +845,31 @@ impl<S: EventStore> HealthCodeService<S> {
         checkpoint_id: CheckpointId,
         command: CheckpointCommand,
     ) -> Result<Recorded, HealthCodeError> {
+        Ok(self
+            .scan_recorded(actor, checkpoint_id, command)
+            .await?
+            .recorded)
+    }
+
+    /// [`checkpoint_recorded`](Self::checkpoint_recorded), also returning
+    /// the scanned code's holder as the scan saw them (the state read at the
+    /// log head before deciding), for the verdict.
+    pub async fn scan_recorded(
+        &self,
+        actor: &Actor,
+        checkpoint_id: CheckpointId,
+        command: CheckpointCommand,
+    ) -> Result<ScanOutcome, HealthCodeError> {
         let name = stream(format!("checkpoint-{checkpoint_id}"))?;
         let directory = Arc::clone(&read_lock(&self.directory));
+        let (claims, holder) = match &command {
+            CheckpointCommand::Scan { code_token, .. } => (
+                peek_code_claims(code_token),
+                self.code_holder(code_token).await?,
+            ),
+            CheckpointCommand::Register { .. } => (None, None),
+        };
+        let holder_state = holder.as_ref().map(|h| &h.state);
         let mut recorded = self
             .execute(
                 &name,
@@ -821,14 +877,52 @@ impl<S: EventStore> HealthCodeService<S> {
                 None,
                 CorrelationId::new(),
                 |s: CheckpointState, e| s.evolve(e),
-                |s, ctx| checkpoint::decide(s, &command, ctx, &directory),
+                |s, ctx| checkpoint::decide(s, &command, ctx, &directory, holder_state),
             )
             .await?;
         for scan in &recorded.events {
             let evidence = self.fan_out_scan(actor, scan).await?;
             recorded.position = recorded.position.max(evidence.position);
         }
-        Ok(recorded)
+        Ok(ScanOutcome {
+            recorded,
+            claims,
+            holder,
+        })
+    }
+
+    /// The person a code token names, with their state folded to the log
+    /// head (not a cached copy: the cache is caught up from the store
+    /// first). `None` when the token names no code this hub generated.
+    /// The token is not verified here; deciding on it verifies it.
+    pub async fn code_holder(&self, token: &[u8]) -> Result<Option<Holder>, HealthCodeError> {
+        let Some(claims) = peek_code_claims(token) else {
+            return Ok(None);
+        };
+        let Some(person_id) = read_lock(&self.views).codes.get(&claims.code_id).copied() else {
+            return Ok(None);
+        };
+        let state = self.person_state(person_id).await?;
+        Ok(Some(Holder { person_id, state }))
+    }
+
+    /// GB/T 38963 "verify a code" against the log head: signature, key and
+    /// expiry, then the holder's current status when this hub knows them
+    /// (a superseded code is void), else the signed colour (offline).
+    pub async fn check_code(&self, token: &[u8]) -> Result<CheckedCode, HealthCodeError> {
+        let holder = self.code_holder(token).await?;
+        let directory = Arc::clone(&read_lock(&self.directory));
+        let (claims, status) = checkpoint::check_code(
+            &directory,
+            token,
+            holder.as_ref().map(|h| &h.state),
+            self.clock.now(),
+        )?;
+        Ok(CheckedCode {
+            claims,
+            status,
+            holder,
+        })
     }
 
     /// A scan is evidence about the person the code belongs to: a measured

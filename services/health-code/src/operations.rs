@@ -86,6 +86,8 @@ pub enum ReturnCode {
     TokenForged,
     /// `4003`: the code is signed by an unknown key.
     UnknownKey,
+    /// `4004`: the holder's colour changed after the code was issued.
+    CodeSuperseded,
     /// `5001`: conflicting state (already done, concurrent change).
     Conflict,
     /// `5002`: a recent health declaration is required first.
@@ -107,6 +109,7 @@ impl ReturnCode {
             ReturnCode::TokenExpired => "4001",
             ReturnCode::TokenForged => "4002",
             ReturnCode::UnknownKey => "4003",
+            ReturnCode::CodeSuperseded => "4004",
             ReturnCode::Conflict => "5001",
             ReturnCode::DeclarationRequired => "5002",
             ReturnCode::Internal => "9999",
@@ -130,6 +133,7 @@ impl ReturnCode {
             TokenExpired { .. } => ReturnCode::TokenExpired,
             TokenForged => ReturnCode::TokenForged,
             TokenUnknownKey(_) => ReturnCode::UnknownKey,
+            CodeSuperseded { .. } => ReturnCode::CodeSuperseded,
             PersonAlreadyRegistered(_)
             | CheckpointAlreadyRegistered(_)
             | AppealAlreadyDecided(_)

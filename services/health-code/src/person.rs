@@ -35,6 +35,26 @@ pub struct RegionColour {
     pub policy: (String, u32),
     /// Evidence cited.
     pub evidence: Vec<EventId>,
+    /// How many times the colour in this region has changed (1 for the
+    /// first colour). A code carries the epoch it was issued in: a code of
+    /// an earlier epoch is void (see [`PersonState::code_superseded`]). A
+    /// new rule that keeps the colour does not start a new epoch.
+    pub epoch: u32,
+}
+
+/// A code generated for the person, as the person's stream recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    /// The issuing region.
+    pub region: DivisionCode,
+    /// The colour signed into the code.
+    pub colour: Colour,
+    /// Issued (full precision; the token holds whole seconds).
+    pub issued_at: OffsetDateTime,
+    /// Expires.
+    pub expires_at: OffsetDateTime,
+    /// The region's colour epoch when the code was issued.
+    pub epoch: u32,
 }
 
 /// An override in force.
@@ -92,8 +112,8 @@ pub struct PersonState {
     pub overrides: BTreeMap<DivisionCode, ActiveOverride>,
     /// Appeals.
     pub appeals: BTreeMap<Uuid, Appeal>,
-    /// Codes generated: code id -> (region, expiry).
-    pub codes: BTreeMap<Uuid, (DivisionCode, OffsetDateTime)>,
+    /// Codes generated, by code id.
+    pub codes: BTreeMap<Uuid, CodeRecord>,
     /// Overrides already applied (idempotency).
     applied_overrides: BTreeSet<Uuid>,
 }
@@ -141,6 +161,11 @@ impl PersonState {
                 evidence,
                 ..
             } => {
+                let epoch = match self.colours.get(region) {
+                    Some(before) if before.colour == *colour => before.epoch,
+                    Some(before) => before.epoch + 1,
+                    None => 1,
+                };
                 self.colours.insert(
                     *region,
                     RegionColour {
@@ -149,16 +174,29 @@ impl PersonState {
                         reason: reason.clone(),
                         policy: (policy_id.clone(), *policy_version),
                         evidence: evidence.clone(),
+                        epoch,
                     },
                 );
             }
             HealthEvent::CodeGenerated {
                 code_id,
                 region,
+                colour,
+                issued_at,
                 expires_at,
                 ..
             } => {
-                self.codes.insert(*code_id, (*region, *expires_at));
+                let epoch = self.colours.get(region).map_or(0, |c| c.epoch);
+                self.codes.insert(
+                    *code_id,
+                    CodeRecord {
+                        region: *region,
+                        colour: *colour,
+                        issued_at: *issued_at,
+                        expires_at: *expires_at,
+                        epoch,
+                    },
+                );
             }
             HealthEvent::AppealFiled {
                 appeal_id, region, ..
@@ -218,6 +256,15 @@ impl PersonState {
         let mut regions: BTreeSet<DivisionCode> = self.colours.keys().copied().collect();
         regions.extend(self.home_region);
         regions.into_iter().collect()
+    }
+
+    /// Whether the holder's colour in the code's region changed after the
+    /// code was issued: the code is void (`CODE_SUPERSEDED`). `None` when
+    /// the code is not one of this person's.
+    pub fn code_superseded(&self, code_id: &Uuid) -> Option<bool> {
+        let code = self.codes.get(code_id)?;
+        let epoch = self.colours.get(&code.region).map_or(0, |c| c.epoch);
+        Some(epoch != code.epoch)
     }
 
     /// The newest negative nucleic-acid test sampled at or before `now`.

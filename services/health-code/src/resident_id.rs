@@ -142,6 +142,26 @@ impl IdentityDocument {
         }
     }
 
+    /// The number as a guard may see it: a resident ID number keeps its
+    /// first 3 and last 4 characters (`110***********1234`); shorter
+    /// numbers (passports, permits) keep at most a quarter at each end
+    /// (`E1*****78`), so most of any number stays hidden.
+    pub fn masked(&self) -> String {
+        let number = match self {
+            Self::ResidentId(r) => r.as_str(),
+            Self::Passport(n) | Self::TravelPermit(n) => n.as_str(),
+        };
+        let chars: Vec<char> = number.chars().collect();
+        let n = chars.len();
+        let head = (n / 4).min(3);
+        let tail = (n / 4).min(4);
+        chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i < head || i + tail >= n { *c } else { '*' })
+            .collect()
+    }
+
     /// The kind's name.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -180,6 +200,20 @@ mod tests {
             ResidentId::parse(&format!("{first17}{check}")).is_err(),
             "31 February"
         );
+    }
+
+    #[test]
+    fn a_masked_resident_id_shows_its_first_three_and_last_four_characters() {
+        let id = IdentityDocument::parse("resident_id", "11010519491231002x").unwrap();
+        assert_eq!(id.masked(), "110***********002X");
+    }
+
+    #[test]
+    fn a_masked_passport_number_hides_at_least_half_of_it() {
+        let passport = IdentityDocument::parse("passport", "E12345678").unwrap();
+        assert_eq!(passport.masked(), "E1*****78");
+        let short = IdentityDocument::parse("travel_permit", "H1234").unwrap();
+        assert_eq!(short.masked(), "H***4");
     }
 
     #[test]

@@ -315,7 +315,25 @@ pub fn verify_code(
     now: OffsetDateTime,
 ) -> Result<CodeClaims, HealthCodeError> {
     let (payload, key) = directory.verify(token)?;
-    let map = decode(&payload)?;
+    let claims = code_claims(&payload)?;
+    if claims.region != key.region {
+        // A valid signature by another region's key: that region cannot speak for this one.
+        return Err(HealthCodeError::TokenForged);
+    }
+    if key.retired_at.is_some_and(|r| claims.issued_at > r) {
+        return Err(HealthCodeError::TokenUnknownKey(key.kid.clone()));
+    }
+    if now >= claims.expires_at {
+        return Err(HealthCodeError::TokenExpired {
+            expired_at: claims.expires_at,
+        });
+    }
+    Ok(claims)
+}
+
+/// The claims of a code token's payload, unverified.
+fn code_claims(payload: &[u8]) -> Result<CodeClaims, HealthCodeError> {
+    let map = decode(payload)?;
     if as_text(get(&map, KIND)) != Some("hc") {
         return Err(HealthCodeError::TokenMalformed(
             "not a health-code token".into(),
@@ -331,24 +349,12 @@ pub fn verify_code(
     let region = as_text(get(&map, 3))
         .and_then(|r| DivisionCode::parse(r).ok())
         .ok_or_else(|| HealthCodeError::TokenMalformed("missing or bad `region`".into()))?;
-    if region != key.region {
-        // A valid signature by another region's key: that region cannot speak for this one.
-        return Err(HealthCodeError::TokenForged);
-    }
     let issued_at = time_of("issued_at", get(&map, 4))?;
     let expires_at = time_of("expires_at", get(&map, 5))?;
     let negative_test_at = match get(&map, 6) {
         Some(v) => Some(time_of("negative_test_at", Some(v))?),
         None => None,
     };
-    if key.retired_at.is_some_and(|r| issued_at > r) {
-        return Err(HealthCodeError::TokenUnknownKey(key.kid.clone()));
-    }
-    if now >= expires_at {
-        return Err(HealthCodeError::TokenExpired {
-            expired_at: expires_at,
-        });
-    }
     Ok(CodeClaims {
         code_id,
         colour,
@@ -357,6 +363,17 @@ pub fn verify_code(
         expires_at,
         negative_test_at,
     })
+}
+
+/// What a code token claims, read *without* verifying anything: to know
+/// whose state to load before the token is verified ([`verify_code`]), and
+/// to show the claims of a token a decision has verified. `None` when the
+/// bytes are not a code token.
+pub fn peek_code_claims(token: &[u8]) -> Option<CodeClaims> {
+    let sign1 = CoseSign1::from_tagged_slice(token)
+        .or_else(|_| CoseSign1::from_slice(token))
+        .ok()?;
+    code_claims(sign1.payload.as_deref()?).ok()
 }
 
 /// Signs a venue's place code.

@@ -109,6 +109,18 @@ impl PersonalData {
     }
 }
 
+/// A name as a guard may see it: the first character, then `*` for every
+/// further character (`王芳` → `王*`; spaces stay, `Li Wei` → `L* ***`).
+pub fn masked_name(name: &str) -> String {
+    let mut chars = name.trim().chars();
+    let Some(first) = chars.next() else {
+        return String::new();
+    };
+    std::iter::once(first)
+        .chain(chars.map(|c| if c.is_whitespace() { c } else { '*' }))
+        .collect()
+}
+
 /// Personal data encrypted with the person's data key (ChaCha20-Poly1305,
 /// the person id as associated data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,6 +364,14 @@ mod tests {
             "+8613800000000",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_masked_name_keeps_only_its_first_character() {
+        assert_eq!(masked_name("王芳"), "王*");
+        assert_eq!(masked_name("欧阳娜娜"), "欧***");
+        assert_eq!(masked_name(" Li Wei "), "L* ***");
+        assert_eq!(masked_name(""), "");
     }
 
     #[test]

@@ -432,6 +432,7 @@ async fn resuming_after_a_crash_between_appends_delivers_the_scan_evidence_once(
         admitted: true,
         reason: "ADMITTED".into(),
         temperature: None,
+        checked_online: true,
         at: T0,
     };
     let name = StreamName::parse(format!("checkpoint-{market}")).unwrap();

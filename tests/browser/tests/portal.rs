@@ -273,6 +273,109 @@ async fn citizen_official_checkpoint_and_auditor_see_a_risk_area_turn_a_code_yel
     Ok(())
 }
 
+/// 王芳 with a Beijing resident ID (the standard's worked example).
+const REGISTER_RESIDENT: &str = r#"mutation($residence: String!) {
+  registerPerson(input: {homeRegion: "11", residence: $residence, idKind: "resident_id",
+                         idNumber: "11010519491231002X", name: "王芳", phone: "13800138000"}) { colour } }"#;
+
+const REGISTER_CHECKPOINT: &str = r#"mutation($name: String!) {
+  registerCheckpoint(name: $name, place: "110106018002") { checkpointId } }"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_of_a_code_from_before_the_holder_turned_red_is_denied_and_shows_the_masked_name(
+) -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let base = app.url("");
+    let person = uuid::Uuid::now_v7().to_string();
+    let citizen_token = app.token("citizen", &person, None)?;
+    let official_token = app.token("health_official", "official-beijing", Some("11"))?;
+    let registered = app.data(
+        &citizen_token,
+        REGISTER_RESIDENT,
+        json!({"residence": CHAOYANG_COMMUNITY}),
+    )?;
+    assert_eq!(registered["registerPerson"]["colour"], "green");
+    let mut checkpoint_tokens = Vec::new();
+    for name in ["新发地市场 Xinfadi market", "北京南站 Beijing South"] {
+        let done = app.data(&official_token, REGISTER_CHECKPOINT, json!({"name": name}))?;
+        let id = done["registerCheckpoint"]["checkpointId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        checkpoint_tokens.push(app.token("checkpoint", &id, None)?);
+    }
+    let [market_token, station_token] = &checkpoint_tokens[..] else {
+        anyhow::bail!("two checkpoints");
+    };
+
+    let mut driver = Driver::start()?;
+    // The citizen's green code, as a picture (a screenshot passed around).
+    let citizen = driver.browser("superseded-citizen", 390, 844).await?;
+    citizen.sign_in(&base, &citizen_token).await?;
+    citizen.wait_for("#qr[data-colour=green] svg", 60).await?;
+    let picture = citizen
+        .element_screenshot("#qr", "superseded-1-green-code")
+        .await?;
+    let code_text = citizen
+        .client
+        .execute(
+            "return document.getElementById('code-text').textContent;",
+            vec![],
+        )
+        .await?;
+    let code_text = code_text.as_str().unwrap_or_default().to_string();
+    assert!(code_text.starts_with("HC1:"), "{code_text}");
+
+    // At the market the holder measures 38.6 °C: denied, and red at once.
+    let fever = app.data(
+        market_token,
+        "mutation($c: String!) { scanCode(code: $c, temperature: 38.6) { admitted reason } }",
+        json!({"c": code_text}),
+    )?;
+    assert_eq!(fever["scanCode"]["reason"], "FEVER", "{fever}");
+
+    // At the station a guard is shown the picture of the old green code.
+    let station = driver.browser("superseded-station", 1024, 900).await?;
+    station.sign_in(&base, station_token).await?;
+    station.wait_for("#place-qr svg", 60).await?;
+    let upload = station.wait_for("#scan-upload", 10).await?;
+    upload.send_keys(&picture.display().to_string()).await?;
+    let verdict = station
+        .wait_for(
+            "#verdict .verdict[data-admitted=false][data-reason=CODE_SUPERSEDED]",
+            20,
+        )
+        .await?;
+    let said = verdict.text().await?;
+    assert!(said.contains("DENIED"), "{said}");
+    assert!(said.contains("void"), "CODE_SUPERSEDED in words: {said}");
+    assert!(said.contains("王*"), "the masked name: {said}");
+    assert!(said.contains("110***********002X"), "the masked ID: {said}");
+    assert!(!said.contains("王芳"), "never the full name: {said}");
+    station.wait_for("#verdict .pill.red", 5).await?;
+    station.wait_for("#verdict-issued", 5).await?;
+    station
+        .wait_for("#verdict-source[data-source=upload]", 5)
+        .await?;
+    station.screenshot("superseded-2-denied").await?;
+
+    // Pasted as text, the same code is denied the same way.
+    station.fill("#scan-code", &code_text).await?;
+    station.click("#scan-go").await?;
+    station
+        .wait_for(
+            "#verdict .verdict[data-reason=CODE_SUPERSEDED] #verdict-source[data-source=paste]",
+            20,
+        )
+        .await?;
+    station.screenshot("superseded-3-pasted").await?;
+
+    for browser in [citizen, station] {
+        browser.finish().await?;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_or_forged_token_says_so_and_offers_to_sign_in_again() -> anyhow::Result<()> {
     let app = spawn_app()?;

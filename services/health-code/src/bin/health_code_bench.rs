@@ -196,7 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("token_signs_per_sec={signs:.0}");
     println!("token_verifies_per_sec={verifies:.0}");
 
-    // Scans decided without I/O.
+    // Scans decided without I/O, on the signed colour (no holder given).
     let checkpoint_id = CheckpointId::from_u128(0xAA);
     let state = CheckpointState::default().evolve(&HealthEvent::CheckpointRegistered {
         checkpoint_id,
@@ -230,7 +230,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         temperature: Some(Temperature::parse("t", 36.6)?),
     };
     let scans = rate(budget, || {
-        black_box(checkpoint::decide(&state, black_box(&command), &ctx, &directory).ok());
+        black_box(checkpoint::decide(&state, black_box(&command), &ctx, &directory, None).ok());
     });
     println!("scans_decided_per_sec={scans:.0}");
     Ok(())

@@ -422,6 +422,7 @@ impl Generator {
                 admitted,
                 reason: reason.into(),
                 temperature: Some(Temperature::parse("temperature", celsius)?),
+                checked_online: true,
                 at: self.tick(),
             });
         }

@@ -98,6 +98,13 @@ pub fn store(e: StoreError) -> Error {
     coded(e.code(), e.to_string())
 }
 
+/// A time as RFC 3339 (`INTERNAL` if it cannot be written, which a time
+/// from the log never is).
+pub fn rfc3339(t: time::OffsetDateTime) -> Result<String, Error> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| coded("INTERNAL", format!("failed to format {t}: {e}")))
+}
+
 /// `INVALID_INPUT` for `field`.
 pub fn invalid(field: &str, rule: impl std::fmt::Display) -> Error {
     coded("INVALID_INPUT", format!("invalid `{field}`: {rule}"))

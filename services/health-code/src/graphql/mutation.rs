@@ -14,9 +14,10 @@ use uuid::Uuid;
 use crate::checkpoint::CheckpointCommand;
 use crate::events::{Evidence, EvidenceMeta, EvidenceSource, HealthEvent};
 use crate::graphql::api::{
-    self, api, caller, coded, domain, forbidden, invalid, subject, HealthCodeApi,
+    self, api, caller, coded, domain, forbidden, invalid, rfc3339, subject, HealthCodeApi,
 };
-use crate::handler::Recorded;
+use crate::graphql::objects::MaskedHolder;
+use crate::handler::{Recorded, ScanOutcome};
 use crate::overrides::OverrideCommand;
 use crate::person::{PersonCommand, Trip};
 use crate::policy::{PolicyDocument, PublishPolicy};
@@ -64,15 +65,28 @@ pub struct GeneratedCode {
     pub position: u64,
 }
 
-/// The result of a scan at a checkpoint.
+/// The result of a scan at a checkpoint: the verdict, and what the guard
+/// compares with the person in front of them.
 #[derive(SimpleObject)]
 pub struct ScanResult {
     /// Admitted or not.
     pub admitted: bool,
-    /// The colour shown by the code.
+    /// The colour that decided: the holder's colour now when checked
+    /// online, else the one signed into the code.
     pub colour: String,
-    /// Why (`ADMITTED`, `RED_CODE`, `FEVER`, ...).
+    /// The colour signed into the code.
+    pub signed_colour: String,
+    /// Why (`ADMITTED`, `RED_CODE`, `CODE_SUPERSEDED`, `FEVER`, ...).
     pub reason: String,
+    /// Decided on the holder's status at the log head (`true`), or on the
+    /// code's signed colour alone (`false`: the holder is not known here).
+    pub checked_online: bool,
+    /// When the code was issued (RFC 3339).
+    pub issued_at: String,
+    /// When the code expires (RFC 3339).
+    pub expires_at: String,
+    /// The holder, masked; null when the holder is not known here.
+    pub holder: Option<MaskedHolder>,
     /// The scan id.
     pub scan_id: String,
     /// The log position (the scan is durable).
@@ -771,9 +785,13 @@ impl HealthCodeMutation {
         } else {
             ScanDirection::GuardScansPerson
         };
-        let recorded = api
+        let ScanOutcome {
+            recorded,
+            claims,
+            holder,
+        } = api
             .service
-            .checkpoint_recorded(
+            .scan_recorded(
                 actor,
                 checkpoint,
                 CheckpointCommand::Scan {
@@ -786,7 +804,7 @@ impl HealthCodeMutation {
             )
             .await
             .map_err(domain)?;
-        let (admitted, colour, reason) = recorded
+        let (admitted, colour, reason, checked_online) = recorded
             .events
             .iter()
             .find_map(|e| match e {
@@ -794,15 +812,32 @@ impl HealthCodeMutation {
                     admitted,
                     colour,
                     reason,
+                    checked_online,
                     ..
-                } => Some((*admitted, colour.as_str().to_string(), reason.clone())),
+                } => Some((
+                    *admitted,
+                    colour.as_str().to_string(),
+                    reason.clone(),
+                    *checked_online,
+                )),
                 _ => None,
             })
             .ok_or_else(|| coded("CONFLICT", format!("scan {scan_id} was already recorded")))?;
+        let claims =
+            claims.ok_or_else(|| coded("INTERNAL", "a recorded scan without the code's claims"))?;
+        let holder = holder
+            .filter(|_| checked_online)
+            .map(|h| MaskedHolder::of(api, &h))
+            .transpose()?;
         Ok(ScanResult {
             admitted,
             colour,
+            signed_colour: claims.colour.as_str().into(),
             reason,
+            checked_online,
+            issued_at: rfc3339(claims.issued_at)?,
+            expires_at: rfc3339(claims.expires_at)?,
+            holder,
             scan_id: scan_id.to_string(),
             position: position(api, recorded.position).await?,
         })

@@ -7,7 +7,8 @@ use async_graphql::{Context, Json, Object, Result, SimpleObject};
 use tongban_kernel::{Actor, Role};
 use tongban_projection::KeyRange;
 
-use crate::graphql::api::{self, api, bounded, caller, forbidden, is_self};
+use crate::graphql::api::{self, api, bounded, caller, forbidden, is_self, HealthCodeApi};
+use crate::handler::Holder;
 use crate::projections::{
     AccessView, AppealView, CheckpointView, CodeView, ColourView, PersonView, RiskAreaView,
     ScanView, TravelView,
@@ -95,6 +96,47 @@ pub struct PersonalData {
     pub id_document_kind: String,
     /// The document number, masked but for the last four characters.
     pub id_document_masked: String,
+}
+
+/// A code's holder as a guard may see them: enough to compare with the
+/// person in front of them, never the full name or number.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct MaskedHolder {
+    /// The name, first character only (`王*`); null when the personal data
+    /// was erased.
+    pub masked_name: Option<String>,
+    /// Kind of identity document (`resident_id`, `passport`, `travel_permit`).
+    pub id_kind: Option<String>,
+    /// The document number, masked (`110***********1234`).
+    pub masked_id_number: Option<String>,
+    /// The personal data was erased: nothing to compare with.
+    pub erased: bool,
+}
+
+impl MaskedHolder {
+    /// Unseals the holder's personal data with `api`'s vault and masks it;
+    /// an erased person shows no name.
+    pub(crate) fn of(api: &HealthCodeApi, holder: &Holder) -> Result<Self> {
+        let erased = Self {
+            masked_name: None,
+            id_kind: None,
+            masked_id_number: None,
+            erased: true,
+        };
+        let Some(sealed) = &holder.state.personal else {
+            return Ok(erased);
+        };
+        match vault::open(api.vault.as_ref(), holder.person_id, sealed) {
+            Ok(data) => Ok(Self {
+                masked_name: Some(vault::masked_name(&data.name)),
+                id_kind: Some(data.id_document.kind().into()),
+                masked_id_number: Some(data.id_document.masked()),
+                erased: false,
+            }),
+            Err(VaultError::KeyErased(_)) => Ok(erased),
+            Err(e) => Err(api::coded("INTERNAL", e.to_string())),
+        }
+    }
 }
 
 /// One read of the person's data by someone else.

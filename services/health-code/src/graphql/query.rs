@@ -11,12 +11,15 @@ use tongban_kernel::{Actor, DivisionCode, Role};
 use tongban_projection::read_model::key::{leading, prefix_end};
 use tongban_projection::{Key, KeyRange};
 
+use crate::checkpoint::CheckMode;
+use crate::error::HealthCodeError;
 use crate::graphql::api::{
     self, api, caller, coded, domain, forbidden, AccessLedger, HealthCodeApi,
 };
 use crate::graphql::objects::{
-    Appeal, Checkpoint, ColourCountHour, CountyColours, Person, Policy, RiskArea,
+    Appeal, Checkpoint, ColourCountHour, CountyColours, MaskedHolder, Person, Policy, RiskArea,
 };
+use crate::handler::CheckedCode;
 use crate::person::PersonCommand;
 use crate::projections::hourly::has_series;
 use crate::projections::{step_series, Hour};
@@ -26,19 +29,33 @@ use crate::types::BizExt;
 #[derive(Default)]
 pub struct HealthCodeQuery;
 
-/// What a verified code says (colour only, never the person).
+/// What a checked code says: its status, and the holder masked so the
+/// guard can compare (never the full name or ID number).
 #[derive(SimpleObject)]
 pub struct CodeVerification {
-    /// Whether signature and expiry check out.
+    /// Signature and expiry check out, and the code is not void.
     pub valid: bool,
-    /// The colour, when valid.
+    /// The colour that counts: the holder's colour now when checked online
+    /// (also for a void code), else the signed one; null for a bad token.
     pub colour: Option<String>,
+    /// The colour signed into the code.
+    pub signed_colour: Option<String>,
+    /// Checked against the holder's status at the log head (`true`), or on
+    /// the signature alone (`false`: the holder is not known here).
+    pub checked_online: bool,
     /// Issuing region.
     pub region: Option<String>,
+    /// Issued (RFC 3339).
+    pub issued_at: Option<String>,
     /// Expiry (RFC 3339).
     pub expires_at: Option<String>,
-    /// Why not valid.
+    /// Why not valid, in words.
     pub reason: Option<String>,
+    /// Why not valid, as a stable code: `CODE_SUPERSEDED`, `CODE_EXPIRED`,
+    /// `CODE_FORGED`, `CODE_UNKNOWN_KEY`, `CODE_MALFORMED`.
+    pub reason_code: Option<String>,
+    /// The holder, masked; null when not known here or the code is bad.
+    pub holder: Option<MaskedHolder>,
 }
 
 /// Hours one `colourCountHistory` answer may span (a leap year).
@@ -259,8 +276,11 @@ impl HealthCodeQuery {
         person_for(ctx, &person_id, Some(purpose), min_position).await
     }
 
-    /// GB/T 38963 "verify a code": checks a code's signature and expiry
-    /// offline and says its colour (never who it belongs to).
+    /// GB/T 38963 "verify a code": checks a code's signature and expiry,
+    /// then the holder's status at the log head when this hub knows them (a
+    /// code issued before their latest colour change is void:
+    /// `CODE_SUPERSEDED`), else says it checked offline. Shows the holder
+    /// masked, never in full.
     async fn verify_code(&self, ctx: &Context<'_>, code: String) -> Result<CodeVerification> {
         let actor = caller(ctx)?;
         if !matches!(
@@ -278,28 +298,52 @@ impl HealthCodeQuery {
             Ok(b) => b,
             Err(e) => return Err(domain(e)),
         };
-        let directory = api.service.directory();
-        Ok(
-            match crate::token::verify_code(&directory, &bytes, api.clock.now()) {
-                Ok(claims) => CodeVerification {
-                    valid: true,
-                    colour: Some(claims.colour.as_str().into()),
-                    region: Some(claims.region.to_string()),
-                    expires_at: claims
-                        .expires_at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .ok(),
-                    reason: None,
-                },
-                Err(e) => CodeVerification {
+        let checked = match api.service.check_code(&bytes).await {
+            Ok(checked) => checked,
+            Err(e) if e.extension_code() == "INTERNAL" => return Err(domain(e)),
+            Err(e) => {
+                return Ok(CodeVerification {
                     valid: false,
                     colour: None,
+                    signed_colour: None,
+                    checked_online: false,
                     region: None,
+                    issued_at: None,
                     expires_at: None,
                     reason: Some(e.to_string()),
-                },
-            },
-        )
+                    reason_code: Some(e.verdict_code().into()),
+                    holder: None,
+                })
+            }
+        };
+        let CheckedCode {
+            claims,
+            status,
+            holder,
+        } = checked;
+        let online = status.mode == CheckMode::Online;
+        let void = status
+            .superseded
+            .then_some(HealthCodeError::CodeSuperseded {
+                code_id: claims.code_id,
+                colour: status.colour,
+            });
+        let holder = holder
+            .filter(|_| online)
+            .map(|h| MaskedHolder::of(api, &h))
+            .transpose()?;
+        Ok(CodeVerification {
+            valid: void.is_none(),
+            colour: Some(status.colour.as_str().into()),
+            signed_colour: Some(claims.colour.as_str().into()),
+            checked_online: online,
+            region: Some(claims.region.to_string()),
+            issued_at: Some(api::rfc3339(claims.issued_at)?),
+            expires_at: Some(api::rfc3339(claims.expires_at)?),
+            reason: void.as_ref().map(ToString::to_string),
+            reason_code: void.as_ref().map(|e| e.verdict_code().into()),
+            holder,
+        })
     }
 
     /// Colour counts per county of residence within `region`.

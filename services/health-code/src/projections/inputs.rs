@@ -342,6 +342,7 @@ mod tests {
                 admitted: true,
                 reason: "GREEN".into(),
                 temperature: Some(Temperature::parse("temperature", 37.1)?),
+                checked_online: true,
                 at: AT,
             },
             HealthEvent::CodeScanned {
@@ -353,6 +354,7 @@ mod tests {
                 admitted: false,
                 reason: "RED".into(),
                 temperature: None,
+                checked_online: false,
                 at: AT,
             },
             HealthEvent::RiskAreaDeclared {
