@@ -234,12 +234,36 @@ fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn EventStore>, Option<Em
     }
 }
 
+/// Creates the data directory owner-only (0700), or tightens an existing
+/// one (and everything in it) that the group or others can read: it holds
+/// the log, read models and keys, all of them personal data or secrets.
+/// Older versions created it 0755 with 0644 files.
+fn secure_data_dir(data: &Path) -> anyhow::Result<()> {
+    if data.exists() {
+        let changed = tongban_store::private_fs::tighten_tree(data).with_context(|| {
+            format!(
+                "failed to restrict the data directory {} to its owner",
+                data.display()
+            )
+        })?;
+        if !changed.is_empty() {
+            tracing::warn!(
+                data = %data.display(),
+                tightened = changed.len(),
+                first = %changed[0].display(),
+                "the data directory was readable by other users; restricted it and its files to the owner (0700/0600)"
+            );
+        }
+    }
+    tongban_store::private_fs::create_dir_all(data)
+        .with_context(|| format!("failed to create the data directory {}", data.display()))
+}
+
 impl Node {
     /// Opens a node on `config`'s data directory.
     pub async fn open(config: Config, clock: Arc<NodeClock>) -> anyhow::Result<Self> {
         let data: &Path = &config.data;
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("failed to create the data directory {}", data.display()))?;
+        secure_data_dir(data)?;
         let dir = divisions_dir(&config);
         let divisions = Arc::new(Divisions::load_from(&dir).with_context(|| {
             format!(
