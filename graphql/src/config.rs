@@ -93,6 +93,20 @@ impl Default for Limits {
     }
 }
 
+/// The key vault.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultConfig {
+    /// A file holding the key-encryption key (32 bytes as 64 hex digits or
+    /// base64), outside the data directory (`TONGBAN_VAULT_KEK_FILE`).
+    pub kek_file: Option<PathBuf>,
+    /// The key-encryption key itself, from `TONGBAN_VAULT_KEK` only: a key
+    /// written into the configuration file would travel with every copy
+    /// of it.
+    #[serde(skip)]
+    pub kek: Option<Secret>,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -113,6 +127,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request limits.
     pub limits: Limits,
+    /// The key vault's key-encryption key.
+    pub vault: VaultConfig,
 }
 
 impl Default for Config {
@@ -126,6 +142,7 @@ impl Default for Config {
             workers: None,
             auth: AuthConfig::default(),
             limits: Limits::default(),
+            vault: VaultConfig::default(),
         }
     }
 }
@@ -201,6 +218,12 @@ impl Config {
         env_parse("MAX_COMPLEXITY", &mut config.limits.max_complexity)?;
         env_parse("MAX_BODY_BYTES", &mut config.limits.max_body_bytes)?;
         env_parse("REQUEST_TIMEOUT_MS", &mut config.limits.request_timeout_ms)?;
+        if let Some(k) = env("VAULT_KEK") {
+            config.vault.kek = Some(Secret::new(k));
+        }
+        if let Some(f) = env("VAULT_KEK_FILE") {
+            config.vault.kek_file = Some(PathBuf::from(f));
+        }
         if let Some(j) = env("JWKS_FILE") {
             config.auth.jwks_file = Some(PathBuf::from(j));
         }
@@ -242,6 +265,7 @@ mod tests {
         let c: Config = toml::from_str(text).expect("infra/tongban.example.toml parses");
         assert_eq!(c.mode, Mode::Production);
         assert_eq!(c.limits.max_depth, 10);
+        assert!(c.vault.kek_file.is_some_and(|f| !f.starts_with(&c.data)));
     }
 
     #[test]

@@ -21,7 +21,8 @@ use tongban_health_code::graphql::{HealthCodeApi, Keyring, SharedStore};
 use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::OverrideConfig;
 use tongban_health_code::projections::HealthCodeViews;
-use tongban_health_code::vault::{KeyVault, RedbKeyVault};
+use tongban_health_code::vault::kek::development_kek_path;
+use tongban_health_code::vault::{KeyEncryptionKey, KeyVault, LocalKek, RedbKeyVault};
 use tongban_kernel::{Clock, Divisions};
 use tongban_projection::{EmbeddedReadModels, ProjectionRunner, RunnerConfig};
 use tongban_store::chain::{ChainReport, Head};
@@ -32,7 +33,7 @@ use tongban_store::{
     SubscribeFrom, Subscription,
 };
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::metrics::Metrics;
 
 /// The system clock, which the demo can hold at a simulated time while it
@@ -259,6 +260,66 @@ fn secure_data_dir(data: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("failed to create the data directory {}", data.display()))
 }
 
+/// The key-encryption key that wraps the vault's data keys: from
+/// `TONGBAN_VAULT_KEK`, or the file `[vault] kek_file` /
+/// `TONGBAN_VAULT_KEK_FILE`. Production refuses to start without one, or
+/// with a file inside the data directory (a copy of the directory would
+/// then carry its own key). Development without one generates
+/// `<data>/vault.kek` — convenient, and exactly as weak as that sounds,
+/// hence the warning.
+fn key_encryption_key(config: &Config) -> anyhow::Result<Arc<dyn KeyEncryptionKey>> {
+    let vault = &config.vault;
+    let kek = match (&vault.kek, &vault.kek_file) {
+        (Some(_), Some(_)) => {
+            bail!("both TONGBAN_VAULT_KEK and a key-encryption key file are configured; keep one")
+        }
+        (Some(key), None) => LocalKek::from_text(key.expose(), "TONGBAN_VAULT_KEK")?,
+        (None, Some(file)) => {
+            if is_inside(file, &config.data) {
+                if config.mode == Mode::Production {
+                    bail!(
+                        "the key-encryption key file {} is inside the data directory {}: keep it \
+                         elsewhere (e.g. /etc/tongban/vault.kek), or anyone with a copy of the \
+                         data has the key too",
+                        file.display(),
+                        config.data.display()
+                    );
+                }
+                tracing::warn!(
+                    file = %file.display(),
+                    "the key-encryption key file is inside the data directory; production refuses this"
+                );
+            }
+            LocalKek::from_file(file)?
+        }
+        (None, None) if config.mode == Mode::Production => bail!(
+            "production mode needs a key-encryption key for the key vault: set [vault] kek_file \
+             (or TONGBAN_VAULT_KEK_FILE) to a file outside the data directory holding 32 random \
+             bytes as hex (`openssl rand -hex 32`), or TONGBAN_VAULT_KEK to the key itself"
+        ),
+        (None, None) => {
+            let path = development_kek_path(&config.data);
+            let (kek, created) = LocalKek::open_or_generate(&path)?;
+            tracing::warn!(
+                path = %path.display(),
+                created,
+                "DEVELOPMENT MODE: the key vault's key-encryption key is kept in the data \
+                 directory, beside the keys it protects; production refuses this and needs \
+                 [vault] kek_file or TONGBAN_VAULT_KEK"
+            );
+            kek
+        }
+    };
+    Ok(Arc::new(kek))
+}
+
+/// Whether `file` lies under `dir` (both resolved when they exist).
+fn is_inside(file: &Path, dir: &Path) -> bool {
+    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let file = resolve(file);
+    file.starts_with(resolve(dir))
+}
+
 impl Node {
     /// Opens a node on `config`'s data directory.
     pub async fn open(config: Config, clock: Arc<NodeClock>) -> anyhow::Result<Self> {
@@ -298,8 +359,9 @@ impl Node {
                 .with_context(|| format!("failed to start the {name} projection"))?;
         }
         let vault_path = data.join("vault.redb");
+        let kek = key_encryption_key(&config)?;
         let vault: Arc<dyn KeyVault> =
-            Arc::new(RedbKeyVault::open(&vault_path).with_context(|| {
+            Arc::new(RedbKeyVault::open(&vault_path, kek).with_context(|| {
                 format!("failed to open the key vault {}", vault_path.display())
             })?);
         let service = Arc::new(HealthCodeService::new(
@@ -331,6 +393,7 @@ impl Node {
             clock.clone(),
             divisions.clone(),
             catalog_service.clone(),
+            vault.clone(),
         ));
         let green_share = HealthCodeGreenShare::new(
             NoEmploymentRegistry,
