@@ -325,6 +325,9 @@ impl Node {
     pub async fn open(config: Config, clock: Arc<NodeClock>) -> anyhow::Result<Self> {
         let data: &Path = &config.data;
         secure_data_dir(data)?;
+        // Before anything is opened: a missing or misplaced key stops the
+        // start with nothing left open.
+        let kek = key_encryption_key(&config)?;
         let dir = divisions_dir(&config);
         let divisions = Arc::new(Divisions::load_from(&dir).with_context(|| {
             format!(
@@ -359,7 +362,6 @@ impl Node {
                 .with_context(|| format!("failed to start the {name} projection"))?;
         }
         let vault_path = data.join("vault.redb");
-        let kek = key_encryption_key(&config)?;
         let vault: Arc<dyn KeyVault> =
             Arc::new(RedbKeyVault::open(&vault_path, kek).with_context(|| {
                 format!("failed to open the key vault {}", vault_path.display())
@@ -484,5 +486,124 @@ async fn run_residence_process(
         last = position.or(last);
         tracing::warn!(%error, "the residence process manager stopped; restarting in a second");
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tongban_kernel::DivisionCode;
+
+    fn config(data: &Path, mode: Mode) -> Config {
+        Config {
+            data: data.to_path_buf(),
+            mode,
+            ..Config::default()
+        }
+    }
+
+    /// Every path under `dir` the group or others may access, with its mode.
+    fn shared_paths(dir: &Path) -> Vec<(PathBuf, u32)> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                found.push((path.clone(), mode));
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    pending.push(entry.unwrap().path());
+                }
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_created_by_the_hub_has_nothing_the_group_or_others_can_read() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let node = Node::open(
+            config(&data, Mode::Development),
+            Arc::new(NodeClock::default()),
+        )
+        .await
+        .unwrap();
+        crate::auth::dev_key(&data, true).unwrap();
+        node.health_code
+            .keyring
+            .ensure(
+                &node.health_code.service,
+                DivisionCode::parse("11").unwrap(),
+            )
+            .unwrap();
+        node.close().await;
+        assert!(data.join("vault.redb").exists() && data.join("vault.kek").exists());
+        assert!(data.join("keys").join("region-11.seed").exists());
+        assert_eq!(shared_paths(&data), vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_old_data_directory_readable_by_others_is_tightened_at_start_up() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("demo-roles.json"), b"[]").unwrap();
+        for (path, mode) in [(&data, 0o755), (&data.join("demo-roles.json"), 0o644)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let node = Node::open(
+            config(&data, Mode::Development),
+            Arc::new(NodeClock::default()),
+        )
+        .await
+        .unwrap();
+        node.close().await;
+        assert_eq!(shared_paths(&data), vec![]);
+    }
+
+    #[tokio::test]
+    async fn production_refuses_to_start_without_a_key_encryption_key_or_with_one_in_the_data_directory(
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let clock = Arc::new(NodeClock::default());
+        let err = Node::open(config(&data, Mode::Production), clock.clone())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("kek_file"), "{err:#}");
+
+        let mut inside = config(&data, Mode::Production);
+        let kek = data.join("my.kek");
+        std::fs::write(&kek, "ab".repeat(32)).unwrap();
+        inside.vault.kek_file = Some(kek);
+        let err = Node::open(inside, clock.clone()).await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("inside the data directory"),
+            "{err:#}"
+        );
+
+        let mut outside = config(&data, Mode::Production);
+        let kek = root.path().join("vault.kek");
+        std::fs::write(&kek, "ab".repeat(32)).unwrap();
+        outside.vault.kek_file = Some(kek);
+        Node::open(outside, clock.clone())
+            .await
+            .unwrap()
+            .close()
+            .await;
+
+        // Reopened with another key, the vault is refused with a clear error.
+        let mut wrong = config(&data, Mode::Production);
+        wrong.vault.kek = Some(crate::config::Secret::new("cd".repeat(32)));
+        let err = Node::open(wrong, clock).await.unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("vault.redb") && message.contains("TONGBAN_VAULT_KEK"),
+            "{message}"
+        );
     }
 }
