@@ -197,7 +197,7 @@ pub fn dev_key(data: &Path, create: bool) -> anyhow::Result<Option<Secret>> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some(Secret::new(text.trim()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-            std::fs::create_dir_all(data).with_context(|| {
+            tongban_store::private_fs::create_dir_all(data).with_context(|| {
                 format!("failed to create the data directory {}", data.display())
             })?;
             let mut bytes = [0u8; 32];

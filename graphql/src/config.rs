@@ -271,6 +271,20 @@ impl EsdbServeConfig {
     }
 }
 
+/// The key vault.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultConfig {
+    /// A file holding the key-encryption key (32 bytes as 64 hex digits or
+    /// base64), outside the data directory (`TONGBAN_VAULT_KEK_FILE`).
+    pub kek_file: Option<PathBuf>,
+    /// The key-encryption key itself, from `TONGBAN_VAULT_KEK` only: a key
+    /// written into the configuration file would travel with every copy
+    /// of it.
+    #[serde(skip)]
+    pub kek: Option<Secret>,
+}
+
 /// The whole configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -296,6 +310,8 @@ pub struct Config {
     pub allow_remote_development: bool,
     /// `tongban esdb-serve`.
     pub esdb_serve: EsdbServeConfig,
+    /// The key vault's key-encryption key.
+    pub vault: VaultConfig,
 }
 
 impl Default for Config {
@@ -311,6 +327,7 @@ impl Default for Config {
             limits: Limits::default(),
             allow_remote_development: false,
             esdb_serve: EsdbServeConfig::default(),
+            vault: VaultConfig::default(),
         }
     }
 }
@@ -388,6 +405,12 @@ impl Config {
         env_parse("MAX_COMPLEXITY", &mut config.limits.max_complexity)?;
         env_parse("MAX_BODY_BYTES", &mut config.limits.max_body_bytes)?;
         env_parse("REQUEST_TIMEOUT_MS", &mut config.limits.request_timeout_ms)?;
+        if let Some(k) = env("VAULT_KEK") {
+            config.vault.kek = Some(Secret::new(k));
+        }
+        if let Some(f) = env("VAULT_KEK_FILE") {
+            config.vault.kek_file = Some(PathBuf::from(f));
+        }
         if let Some(j) = env("JWKS_FILE") {
             config.auth.jwks_file = Some(PathBuf::from(j));
         }
@@ -485,6 +508,7 @@ mod tests {
         let c: Config = toml::from_str(text).expect("infra/tongban.example.toml parses");
         assert_eq!(c.mode, Mode::Production);
         assert_eq!(c.limits.max_depth, 10);
+        assert!(c.vault.kek_file.is_some_and(|f| !f.starts_with(&c.data)));
         assert_eq!(c.esdb_serve.listen.to_string(), "0.0.0.0:2113");
         assert_eq!(c.esdb_serve.users.len(), 2);
         assert!(c.esdb_serve.users[0].admin && c.esdb_serve.users[0].password_file.is_some());

@@ -447,7 +447,7 @@ pub async fn seed(node: &Node, clock: &Arc<NodeClock>, persons: usize) -> anyhow
     };
     let path = roles_path(&node.config.data);
     let roles = serde_json::to_vec_pretty(&seeded.roles()).context("encoding the demo roles")?;
-    std::fs::write(&path, roles)
+    tongban_store::private_fs::write_atomic(&path, &roles)
         .with_context(|| format!("failed to write the demo roles to {}", path.display()))?;
     Ok(seeded)
 }

@@ -21,7 +21,8 @@ use tongban_health_code::graphql::{HealthCodeApi, Keyring, SharedStore};
 use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::OverrideConfig;
 use tongban_health_code::projections::HealthCodeViews;
-use tongban_health_code::vault::{KeyVault, RedbKeyVault};
+use tongban_health_code::vault::kek::development_kek_path;
+use tongban_health_code::vault::{KeyEncryptionKey, KeyVault, LocalKek, RedbKeyVault};
 use tongban_kernel::{Clock, Divisions};
 use tongban_projection::{EmbeddedReadModels, ProjectionRunner, RunnerConfig};
 use tongban_store::chain::{ChainReport, Head};
@@ -32,7 +33,7 @@ use tongban_store::{
     SubscribeFrom, Subscription,
 };
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::metrics::Metrics;
 
 /// The system clock, which the demo can hold at a simulated time while it
@@ -234,12 +235,99 @@ fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn EventStore>, Option<Em
     }
 }
 
+/// Creates the data directory owner-only (0700), or tightens an existing
+/// one (and everything in it) that the group or others can read: it holds
+/// the log, read models and keys, all of them personal data or secrets.
+/// Older versions created it 0755 with 0644 files.
+fn secure_data_dir(data: &Path) -> anyhow::Result<()> {
+    if data.exists() {
+        let changed = tongban_store::private_fs::tighten_tree(data).with_context(|| {
+            format!(
+                "failed to restrict the data directory {} to its owner",
+                data.display()
+            )
+        })?;
+        if !changed.is_empty() {
+            tracing::warn!(
+                data = %data.display(),
+                tightened = changed.len(),
+                first = %changed[0].display(),
+                "the data directory was readable by other users; restricted it and its files to the owner (0700/0600)"
+            );
+        }
+    }
+    tongban_store::private_fs::create_dir_all(data)
+        .with_context(|| format!("failed to create the data directory {}", data.display()))
+}
+
+/// The key-encryption key that wraps the vault's data keys: from
+/// `TONGBAN_VAULT_KEK`, or the file `[vault] kek_file` /
+/// `TONGBAN_VAULT_KEK_FILE`. Production refuses to start without one, or
+/// with a file inside the data directory (a copy of the directory would
+/// then carry its own key). Development without one generates
+/// `<data>/vault.kek` — convenient, and exactly as weak as that sounds,
+/// hence the warning.
+fn key_encryption_key(config: &Config) -> anyhow::Result<Arc<dyn KeyEncryptionKey>> {
+    let vault = &config.vault;
+    let kek = match (&vault.kek, &vault.kek_file) {
+        (Some(_), Some(_)) => {
+            bail!("both TONGBAN_VAULT_KEK and a key-encryption key file are configured; keep one")
+        }
+        (Some(key), None) => LocalKek::from_text(key.expose(), "TONGBAN_VAULT_KEK")?,
+        (None, Some(file)) => {
+            if is_inside(file, &config.data) {
+                if config.mode == Mode::Production {
+                    bail!(
+                        "the key-encryption key file {} is inside the data directory {}: keep it \
+                         elsewhere (e.g. /etc/tongban/vault.kek), or anyone with a copy of the \
+                         data has the key too",
+                        file.display(),
+                        config.data.display()
+                    );
+                }
+                tracing::warn!(
+                    file = %file.display(),
+                    "the key-encryption key file is inside the data directory; production refuses this"
+                );
+            }
+            LocalKek::from_file(file)?
+        }
+        (None, None) if config.mode == Mode::Production => bail!(
+            "production mode needs a key-encryption key for the key vault: set [vault] kek_file \
+             (or TONGBAN_VAULT_KEK_FILE) to a file outside the data directory holding 32 random \
+             bytes as hex (`openssl rand -hex 32`), or TONGBAN_VAULT_KEK to the key itself"
+        ),
+        (None, None) => {
+            let path = development_kek_path(&config.data);
+            let (kek, created) = LocalKek::open_or_generate(&path)?;
+            tracing::warn!(
+                path = %path.display(),
+                created,
+                "DEVELOPMENT MODE: the key vault's key-encryption key is kept in the data \
+                 directory, beside the keys it protects; production refuses this and needs \
+                 [vault] kek_file or TONGBAN_VAULT_KEK"
+            );
+            kek
+        }
+    };
+    Ok(Arc::new(kek))
+}
+
+/// Whether `file` lies under `dir` (both resolved when they exist).
+fn is_inside(file: &Path, dir: &Path) -> bool {
+    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let file = resolve(file);
+    file.starts_with(resolve(dir))
+}
+
 impl Node {
     /// Opens a node on `config`'s data directory.
     pub async fn open(config: Config, clock: Arc<NodeClock>) -> anyhow::Result<Self> {
         let data: &Path = &config.data;
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("failed to create the data directory {}", data.display()))?;
+        secure_data_dir(data)?;
+        // Before anything is opened: a missing or misplaced key stops the
+        // start with nothing left open.
+        let kek = key_encryption_key(&config)?;
         let dir = divisions_dir(&config);
         let divisions = Arc::new(Divisions::load_from(&dir).with_context(|| {
             format!(
@@ -275,7 +363,7 @@ impl Node {
         }
         let vault_path = data.join("vault.redb");
         let vault: Arc<dyn KeyVault> =
-            Arc::new(RedbKeyVault::open(&vault_path).with_context(|| {
+            Arc::new(RedbKeyVault::open(&vault_path, kek).with_context(|| {
                 format!("failed to open the key vault {}", vault_path.display())
             })?);
         let service = Arc::new(HealthCodeService::new(
@@ -307,6 +395,7 @@ impl Node {
             clock.clone(),
             divisions.clone(),
             catalog_service.clone(),
+            vault.clone(),
         ));
         let green_share = HealthCodeGreenShare::new(
             NoEmploymentRegistry,
@@ -397,5 +486,124 @@ async fn run_residence_process(
         last = position.or(last);
         tracing::warn!(%error, "the residence process manager stopped; restarting in a second");
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tongban_kernel::DivisionCode;
+
+    fn config(data: &Path, mode: Mode) -> Config {
+        Config {
+            data: data.to_path_buf(),
+            mode,
+            ..Config::default()
+        }
+    }
+
+    /// Every path under `dir` the group or others may access, with its mode.
+    fn shared_paths(dir: &Path) -> Vec<(PathBuf, u32)> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                found.push((path.clone(), mode));
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path).unwrap() {
+                    pending.push(entry.unwrap().path());
+                }
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_created_by_the_hub_has_nothing_the_group_or_others_can_read() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let node = Node::open(
+            config(&data, Mode::Development),
+            Arc::new(NodeClock::default()),
+        )
+        .await
+        .unwrap();
+        crate::auth::dev_key(&data, true).unwrap();
+        node.health_code
+            .keyring
+            .ensure(
+                &node.health_code.service,
+                DivisionCode::parse("11").unwrap(),
+            )
+            .unwrap();
+        node.close().await;
+        assert!(data.join("vault.redb").exists() && data.join("vault.kek").exists());
+        assert!(data.join("keys").join("region-11.seed").exists());
+        assert_eq!(shared_paths(&data), vec![]);
+    }
+
+    #[tokio::test]
+    async fn an_old_data_directory_readable_by_others_is_tightened_at_start_up() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("demo-roles.json"), b"[]").unwrap();
+        for (path, mode) in [(&data, 0o755), (&data.join("demo-roles.json"), 0o644)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let node = Node::open(
+            config(&data, Mode::Development),
+            Arc::new(NodeClock::default()),
+        )
+        .await
+        .unwrap();
+        node.close().await;
+        assert_eq!(shared_paths(&data), vec![]);
+    }
+
+    #[tokio::test]
+    async fn production_refuses_to_start_without_a_key_encryption_key_or_with_one_in_the_data_directory(
+    ) {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let clock = Arc::new(NodeClock::default());
+        let err = Node::open(config(&data, Mode::Production), clock.clone())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("kek_file"), "{err:#}");
+
+        let mut inside = config(&data, Mode::Production);
+        let kek = data.join("my.kek");
+        std::fs::write(&kek, "ab".repeat(32)).unwrap();
+        inside.vault.kek_file = Some(kek);
+        let err = Node::open(inside, clock.clone()).await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("inside the data directory"),
+            "{err:#}"
+        );
+
+        let mut outside = config(&data, Mode::Production);
+        let kek = root.path().join("vault.kek");
+        std::fs::write(&kek, "ab".repeat(32)).unwrap();
+        outside.vault.kek_file = Some(kek);
+        Node::open(outside, clock.clone())
+            .await
+            .unwrap()
+            .close()
+            .await;
+
+        // Reopened with another key, the vault is refused with a clear error.
+        let mut wrong = config(&data, Mode::Production);
+        wrong.vault.kek = Some(crate::config::Secret::new("cd".repeat(32)));
+        let err = Node::open(wrong, clock).await.unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("vault.redb") && message.contains("TONGBAN_VAULT_KEK"),
+            "{message}"
+        );
     }
 }

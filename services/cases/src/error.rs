@@ -107,6 +107,13 @@ pub enum CaseError {
     /// The event store or a read model failed.
     #[error("storage failed: {0}")]
     Store(String),
+    /// The applicant's data is erased: nothing new of theirs can be
+    /// sealed (their key is gone).
+    #[error("the applicant's personal data is erased; their applications can no longer change")]
+    ApplicantErased,
+    /// Sealing or opening a form with the key vault failed.
+    #[error("the key vault failed: {0}")]
+    Vault(String),
     /// Another domain (catalogue, health code) failed.
     #[error("{domain} failed: {message}")]
     Upstream {
@@ -132,8 +139,9 @@ impl CaseError {
             Self::IllegalTransition { .. }
             | Self::CaseAlreadyExists(_)
             | Self::ServiceWithdrawn(_)
+            | Self::ApplicantErased
             | Self::Conflict { .. } => "CONFLICT",
-            Self::Store(_) | Self::Upstream { .. } => "INTERNAL",
+            Self::Store(_) | Self::Vault(_) | Self::Upstream { .. } => "INTERNAL",
         }
     }
 }

@@ -31,7 +31,8 @@ pub enum CaseEvent {
         region: DivisionCode,
         /// Who applied.
         applicant: Applicant,
-        /// The form as submitted.
+        /// The form as submitted: in clear as decided, sealed with the
+        /// applicant's key in the log (see [`crate::sealed_form`]).
         form: Value,
         /// When a decision is due.
         #[serde(with = "time::serde::rfc3339")]
@@ -70,7 +71,8 @@ pub enum CaseEvent {
     ApplicationSupplemented {
         /// The application.
         case_id: CaseId,
-        /// The whole form as it now is.
+        /// The whole form as it now is (sealed in the log, like the
+        /// submitted one).
         form: Value,
         /// What changed.
         note: String,

@@ -308,9 +308,16 @@ impl Application {
             Applicant::Enterprise(e) => e.to_string(),
         }
     }
-    /// The form as it now is.
-    async fn form(&self) -> Json<Value> {
-        Json(self.view.form.clone())
+    /// The form as it now is; null once the applicant's data is erased.
+    async fn form(&self, ctx: &Context<'_>) -> Result<Option<Json<Value>>> {
+        let api = api(ctx)?;
+        crate::sealed_form::open(
+            api.service.vault().as_ref(),
+            &self.view.applicant,
+            &self.view.form,
+        )
+        .map(|form| form.map(Json))
+        .map_err(domain)
     }
     /// `submitted`, `under_review`, `awaiting_information`, `approved`,
     /// `rejected`, `withdrawn`.

@@ -1,10 +1,12 @@
-//! Command handling on the event store: load `case-<id>`, fold, read the
-//! catalogued service through the catalogue's own handler, decide, append
-//! with the expected revision, decide again on a conflict.
+//! Command handling on the event store: load `case-<id>` (opening its
+//! sealed forms), fold, read the catalogued service through the
+//! catalogue's own handler, decide, seal the forms and append with the
+//! expected revision, decide again on a conflict.
 
 use std::sync::Arc;
 
 use tongban_catalog::{CatalogService, ServiceState};
+use tongban_health_code::vault::KeyVault;
 use tongban_kernel::{Clock, CorrelationId, Divisions};
 use tongban_store::{
     Direction, EventData, EventStore, ExpectedRevision, ReadFrom, StoreError, StreamName,
@@ -14,7 +16,8 @@ use crate::case::{self, CaseContext, CaseState};
 use crate::commands::CaseCommand;
 use crate::error::CaseError;
 use crate::events::{CaseEvent, CaseMetadata};
-use crate::types::{CaseId, Principal};
+use crate::sealed_form;
+use crate::types::{Applicant, CaseId, Principal};
 
 /// How many times a command is decided again after a concurrency conflict.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -39,6 +42,7 @@ pub struct CasesService<S: EventStore> {
     clock: Arc<dyn Clock>,
     divisions: Arc<Divisions>,
     catalog: Arc<CatalogService<S>>,
+    vault: Arc<dyn KeyVault>,
 }
 
 impl<S: EventStore> std::fmt::Debug for CasesService<S> {
@@ -48,19 +52,73 @@ impl<S: EventStore> std::fmt::Debug for CasesService<S> {
 }
 
 impl<S: EventStore> CasesService<S> {
-    /// Applications over `store`, reading services from `catalog`.
+    /// Applications over `store`, reading services from `catalog`, forms
+    /// sealed with applicants' keys from `vault`.
     pub fn new(
         store: Arc<S>,
         clock: Arc<dyn Clock>,
         divisions: Arc<Divisions>,
         catalog: Arc<CatalogService<S>>,
+        vault: Arc<dyn KeyVault>,
     ) -> Self {
         Self {
             store,
             clock,
             divisions,
             catalog,
+            vault,
         }
+    }
+
+    /// The key vault forms are sealed with (readers open forms through it).
+    pub fn vault(&self) -> &Arc<dyn KeyVault> {
+        &self.vault
+    }
+
+    /// The event with its form opened, for deciding: a form sealed in the
+    /// log is opened with the applicant's key, an erased one becomes null.
+    fn opened(
+        &self,
+        event: CaseEvent,
+        applicant: Option<Applicant>,
+    ) -> Result<CaseEvent, CaseError> {
+        let mut event = event;
+        let applicant = match &event {
+            CaseEvent::ApplicationSubmitted { applicant, .. } => Some(*applicant),
+            _ => applicant,
+        };
+        if let (
+            CaseEvent::ApplicationSubmitted { form, .. }
+            | CaseEvent::ApplicationSupplemented { form, .. },
+            Some(applicant),
+        ) = (&mut event, applicant)
+        {
+            *form = sealed_form::open(self.vault.as_ref(), &applicant, form)?.unwrap_or_default();
+        }
+        Ok(event)
+    }
+
+    /// The event as it goes into the log: its form sealed with the
+    /// applicant's key.
+    fn sealed(
+        &self,
+        event: &CaseEvent,
+        applicant: Option<Applicant>,
+    ) -> Result<CaseEvent, CaseError> {
+        let mut event = event.clone();
+        let applicant = match &event {
+            CaseEvent::ApplicationSubmitted { applicant, .. } => Some(*applicant),
+            _ => applicant,
+        };
+        if let CaseEvent::ApplicationSubmitted { form, .. }
+        | CaseEvent::ApplicationSupplemented { form, .. } = &mut event
+        {
+            let applicant = applicant.ok_or_else(|| {
+                CaseError::Store("a form for an application without an applicant".into())
+            })?;
+            *form = sealed_form::seal(self.vault.as_ref(), &applicant, form)?;
+        }
+        Ok(event)
     }
 
     /// The event store (the process managers read `$all` from it).
@@ -91,6 +149,7 @@ impl<S: EventStore> CasesService<S> {
                         recorded.revision
                     ))
                 })?;
+                let event = self.opened(event, state.applicant)?;
                 state = state.evolve(&event);
                 revision = Some(recorded.revision);
             }
@@ -173,9 +232,13 @@ impl<S: EventStore> CasesService<S> {
             };
             let data = events
                 .iter()
-                .map(|e| EventData::json(e.type_name(), e).and_then(|d| d.with_metadata(&metadata)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(store_err)?;
+                .map(|e| {
+                    let stored = self.sealed(e, state.applicant)?;
+                    EventData::json(stored.type_name(), &stored)
+                        .and_then(|d| d.with_metadata(&metadata))
+                        .map_err(store_err)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
             match self.store.append(&name, expected, data).await {
                 Ok(_) => return Ok(events),

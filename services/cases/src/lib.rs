@@ -28,6 +28,9 @@
 //!   query authorised by the principal.
 //! - [`inbox`]: per-person notifications (colour changes, appeal outcomes,
 //!   application status) with unread counts and mark-as-read.
+//! - [`sealed_form`]: forms sealed with the applicant's data key in the
+//!   log and the read model (the health-code domain's key vault), opened
+//!   for authorised readers, unreadable after erasure.
 //! - [`error`]: [`CaseError`], one variant per rule.
 //! - [`graphql`]: the GraphQL module the gateway merges in (applications,
 //!   officials' queues, the work-resumption review, the inbox and its live
@@ -43,6 +46,7 @@ pub mod handler;
 pub mod inbox;
 pub mod projections;
 pub mod residence;
+pub mod sealed_form;
 pub mod standard;
 pub mod types;
 

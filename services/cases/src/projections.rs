@@ -69,7 +69,9 @@ pub struct CaseView {
     pub region: String,
     /// Who applied.
     pub applicant: Applicant,
-    /// The form as it now is.
+    /// The form as it now is, sealed with the applicant's key (forms
+    /// from before sealing are in clear); open it with
+    /// [`crate::sealed_form::open`].
     pub form: Value,
     /// Where it stands.
     pub status: Status,

@@ -20,9 +20,9 @@ use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::OverrideConfig;
 use tongban_health_code::projections::HealthCodeViews;
 use tongban_health_code::resident_id::{IdentityDocument, ResidentId};
-use tongban_health_code::vault::{MemoryKeyVault, PersonalData};
+use tongban_health_code::vault::{KeyVault, MemoryKeyVault, PersonalData};
 use tongban_kernel::{Actor, ActorId, DivisionCode, Divisions, FixedClock, PersonId, Role};
-use tongban_projection::{replay, MemoryReadModels, Projection, ReadModels};
+use tongban_projection::{replay, EmbeddedReadModels, MemoryReadModels, Projection, ReadModels};
 use tongban_store::{EmbeddedStore, EventStore, Position};
 
 const T0: OffsetDateTime = datetime!(2020-06-15 09:00 UTC);
@@ -39,6 +39,7 @@ struct Hub {
     catalog: Arc<CatalogService<EmbeddedStore>>,
     cases: Arc<CasesService<EmbeddedStore>>,
     clock: Arc<FixedClock>,
+    vault: Arc<dyn KeyVault>,
     _dir: tempfile::TempDir,
 }
 
@@ -47,11 +48,12 @@ async fn hub() -> Hub {
     let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
     let clock = Arc::new(FixedClock::new(T0));
     let divisions = Arc::new(Divisions::load_default().unwrap());
+    let vault: Arc<dyn KeyVault> = Arc::new(MemoryKeyVault::new());
     let health = Arc::new(HealthCodeService::new(
         store.clone(),
         clock.clone(),
         divisions.clone(),
-        Arc::new(MemoryKeyVault::new()),
+        vault.clone(),
         OverrideConfig::default(),
     ));
     let catalog = Arc::new(CatalogService::new(
@@ -64,6 +66,7 @@ async fn hub() -> Hub {
         clock.clone(),
         divisions,
         catalog.clone(),
+        vault.clone(),
     ));
     let beijing = [code("11")];
     for (department, definition) in [
@@ -97,6 +100,7 @@ async fn hub() -> Hub {
         catalog,
         cases,
         clock,
+        vault,
         _dir: dir,
     }
 }
@@ -452,6 +456,96 @@ async fn officials_see_only_their_department_and_region_and_applicants_only_thei
         .unwrap_err();
     assert!(matches!(err, CaseError::Forbidden(_)), "{err}");
     let _ = &hub.catalog;
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn any_file_contains(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(any_file_contains(&path, needle));
+        } else if std::fs::read(&path)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn an_elderly_care_form_is_sealed_in_the_log_and_the_read_model_and_reads_as_erased_after_erasure(
+) {
+    let hub = hub().await;
+    let applicant = person(0x61);
+    let subsidy = ServiceCode::parse(standard::ELDERLY_CARE).unwrap();
+    let account = "6222020200098765432";
+    let form =
+        json!({"age": 82, "careLevel": "full-care", "monthlyIncome": 900, "bankAccount": account});
+    let case_id = hub
+        .cases
+        .submit(&applicant, subsidy, code("110105"), form.clone())
+        .await
+        .unwrap();
+    // The decision saw the form in clear (it was checked against the schema).
+    assert_eq!(hub.cases.case(case_id).await.unwrap().form, form);
+
+    let dir = hub._dir.path();
+    let models = ReadModels::new(
+        Arc::new(EmbeddedReadModels::open(dir.join("projections")).unwrap()),
+        "cases",
+    );
+    let views = CasesViews::default();
+    let (mut checkpoint, _) = replay::prepare(&views, &models).await.unwrap();
+    let head = hub.store.head().await.unwrap().unwrap().position;
+    replay::replay(
+        hub.store.as_ref(),
+        &views,
+        &models,
+        &mut checkpoint,
+        head,
+        500,
+        |_, _| ControlFlow::Continue(()),
+    )
+    .await
+    .unwrap();
+    let queries = CaseQueries::new(models.clone());
+    let view = queries.case(&applicant, case_id).await.unwrap();
+    assert!(tongban_cases::sealed_form::is_sealed(&view.form));
+    assert_eq!(
+        tongban_cases::sealed_form::open(hub.vault.as_ref(), &view.applicant, &view.form).unwrap(),
+        Some(form)
+    );
+    drop((queries, models));
+    let found = any_file_contains(dir, account.as_bytes());
+    assert!(
+        found.is_empty(),
+        "the bank account is in clear in {found:?}"
+    );
+
+    hub.vault.erase(PersonId::from_u128(0x61)).unwrap();
+    assert_eq!(
+        tongban_cases::sealed_form::open(hub.vault.as_ref(), &view.applicant, &view.form).unwrap(),
+        None
+    );
+    assert_eq!(
+        hub.cases.case(case_id).await.unwrap().form,
+        serde_json::Value::Null
+    );
+    let err = hub
+        .cases
+        .execute(
+            &applicant,
+            case_id,
+            CaseCommand::Withdraw {
+                reason: String::new(),
+            },
+        )
+        .await;
+    assert!(err.is_ok(), "withdrawing carries no form: {err:?}");
 }
 
 #[tokio::test]

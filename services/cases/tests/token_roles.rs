@@ -49,6 +49,7 @@ async fn hub() -> Hub {
         clock,
         divisions,
         catalog.clone(),
+        Arc::new(tongban_health_code::vault::MemoryKeyVault::new()),
     ));
     let beijing = [code("11")];
     let admin = Actor {

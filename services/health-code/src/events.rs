@@ -17,7 +17,7 @@ use crate::types::{
     AdmissionPolicy, BizExt, Colour, OverrideAnswers, RiskLevel, Temperature, TestResult,
     TravelMode,
 };
-use crate::vault::SealedPersonalData;
+use crate::vault::{SealedPersonalData, SealedText};
 
 /// Where a piece of evidence came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -336,8 +336,10 @@ pub enum HealthEvent {
         region: DivisionCode,
         /// The colour appealed.
         colour: Colour,
-        /// Why.
-        reason: String,
+        /// Why, in the person's words: sealed with their data key when
+        /// appended (see [`crate::vault::SealedText`]; clear in events
+        /// written before that, and in a decision not yet appended).
+        reason: SealedText,
         /// When.
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
@@ -547,7 +549,36 @@ pub enum HealthEvent {
     },
 }
 
+/// The purpose an appeal's reason is sealed under (see
+/// [`crate::vault::seal_bytes`]).
+pub const APPEAL_REASON: &str = "appeal.reason";
+
 impl HealthEvent {
+    /// This event with the free text its person wrote sealed with their
+    /// data key, as it goes into the log; `None` if it carries no such
+    /// text in clear. Today that is an appeal's reason; official decisions
+    /// and codes (reason codes, rule ids) are not personal free text.
+    pub fn sealed_for_log(
+        &self,
+        vault: &dyn crate::vault::KeyVault,
+    ) -> Result<Option<Self>, crate::vault::VaultError> {
+        match self {
+            Self::AppealFiled {
+                person_id,
+                reason: reason @ SealedText::Clear(_),
+                ..
+            } => {
+                let sealed = reason.sealed(vault, *person_id, APPEAL_REASON)?;
+                let mut event = self.clone();
+                if let Self::AppealFiled { reason, .. } = &mut event {
+                    *reason = sealed;
+                }
+                Ok(Some(event))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The stable type name used as the store's event type.
     pub fn type_name(&self) -> &'static str {
         use HealthEvent::*;

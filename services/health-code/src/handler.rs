@@ -178,6 +178,18 @@ fn put_folded<St: Send + 'static>(entry: &mut Option<Folded>, state: St, revisio
     });
 }
 
+/// A failure to seal an event's free text: after erasure the person has no
+/// key, so nothing new of theirs can be written.
+fn sealing_error(event: &HealthEvent, error: vault::VaultError) -> HealthCodeError {
+    match error {
+        vault::VaultError::KeyErased(person) => HealthCodeError::PersonErased(person),
+        other => HealthCodeError::Vault(format!(
+            "failed to seal {} for the log: {other}",
+            event.type_name()
+        )),
+    }
+}
+
 /// Decides several commands on one person as one atomic append: each is
 /// decided on the state the previous ones' events lead to. Pure.
 pub fn decide_person_commands(
@@ -511,9 +523,18 @@ impl<S: EventStore> HealthCodeService<S> {
             };
             let data = events
                 .iter()
-                .map(|e| EventData::json(e.type_name(), e).and_then(|d| d.with_metadata(&metadata)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(store_err)?;
+                .map(|e| {
+                    // What a person wrote goes into the log sealed; the
+                    // caller and the cache keep the decided (clear) event.
+                    let sealed = e
+                        .sealed_for_log(self.vault.as_ref())
+                        .map_err(|err| sealing_error(e, err))?;
+                    let stored = sealed.as_ref().unwrap_or(e);
+                    EventData::json(stored.type_name(), stored)
+                        .and_then(|d| d.with_metadata(&metadata))
+                        .map_err(store_err)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
             match self.store.append(name, expected, data).await {
                 Ok(appended) => {

@@ -1020,7 +1020,7 @@ pub fn decide(
                 person_id,
                 region: *region,
                 colour: current.colour,
-                reason: require_text("reason", reason, 1000)?,
+                reason: require_text("reason", reason, 1000)?.into(),
                 at: now,
                 ext: ext.clone(),
             }])

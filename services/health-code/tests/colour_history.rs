@@ -366,7 +366,15 @@ async fn api() -> Api {
     runner.start(Arc::new(views)).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::new(OffsetDateTime::now_utc()));
     let divisions = Arc::new(Divisions::load_default().unwrap());
-    let vault = Arc::new(RedbKeyVault::open(dir.path().join("vault.redb")).unwrap());
+    let vault = Arc::new(
+        RedbKeyVault::open(
+            dir.path().join("vault.redb"),
+            std::sync::Arc::new(
+                tongban_health_code::vault::LocalKek::from_text(&"42".repeat(32), "test").unwrap(),
+            ),
+        )
+        .unwrap(),
+    );
     let shared: SharedStore = events.clone();
     let service = Arc::new(HealthCodeService::new(
         Arc::new(shared),

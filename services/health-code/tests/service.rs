@@ -7,6 +7,7 @@ use std::sync::Arc;
 use support::*;
 use time::Duration;
 use tongban_health_code::checkpoint::CheckpointCommand;
+use tongban_health_code::events::APPEAL_REASON;
 use tongban_health_code::events::{Evidence, HealthEvent};
 use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::{OverrideCommand, OverrideConfig};
@@ -15,7 +16,9 @@ use tongban_health_code::resident_id::{IdentityDocument, ResidentId};
 use tongban_health_code::risk::RiskAreaCommand;
 use tongban_health_code::token::{verify_code, RegionKey};
 use tongban_health_code::types::{Colour, OverrideAnswers, RiskLevel, ScanDirection, Temperature};
-use tongban_health_code::vault::{PersonalData, RedbKeyVault};
+use tongban_health_code::vault::{
+    KeyEncryptionKey, KeyVault, LocalKek, PersonalData, RedbKeyVault, VaultError,
+};
 use tongban_health_code::HealthCodeError;
 use tongban_kernel::{CheckpointId, Divisions, EventId, FixedClock};
 use tongban_store::EmbeddedStore;
@@ -24,26 +27,33 @@ use uuid::Uuid;
 struct App {
     service: HealthCodeService<EmbeddedStore>,
     clock: Arc<FixedClock>,
+    vault: Arc<RedbKeyVault>,
     _dir: tempfile::TempDir,
+}
+
+/// The key-encryption key of the tests' vaults.
+fn kek() -> Arc<dyn KeyEncryptionKey> {
+    Arc::new(LocalKek::from_text(&"42".repeat(32), "the tests' KEK").unwrap())
 }
 
 fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
-    let vault = Arc::new(RedbKeyVault::open(dir.path().join("keys.redb")).unwrap());
+    let vault = Arc::new(RedbKeyVault::open(dir.path().join("keys.redb"), kek()).unwrap());
     let clock = Arc::new(FixedClock::new(T0));
     let divisions = Arc::new(Divisions::load_default().unwrap());
     let service = HealthCodeService::new(
         store,
         clock.clone(),
         divisions,
-        vault,
+        vault.clone(),
         OverrideConfig::default(),
     );
     service.install_region_key(RegionKey::from_seed(code(BEIJING), [1; 32]));
     App {
         service,
         clock,
+        vault,
         _dir: dir,
     }
 }
@@ -167,6 +177,73 @@ async fn a_xinfadi_visitor_scans_in_turns_yellow_when_huaxiang_is_declared_and_c
 }
 
 #[tokio::test]
+async fn an_appeal_reason_is_sealed_in_the_log_and_reads_as_erased_after_erasure() {
+    let app = app();
+    let s = &app.service;
+    s.register_person(
+        &citizen(),
+        PERSON,
+        code(BEIJING),
+        code(DONGCHENG_COMMUNITY),
+        &personal(),
+    )
+    .await
+    .unwrap();
+    s.generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap();
+    let reason = "I was at my sister Li Hua's flat on Xingfu Road all week";
+    s.person(
+        &citizen(),
+        PERSON,
+        PersonCommand::FileAppeal {
+            appeal_id: Uuid::from_u128(0xa99ea1),
+            region: code(BEIJING),
+            reason: reason.into(),
+            ext: None,
+        },
+    )
+    .await
+    .unwrap();
+    let filed = || async {
+        s.person_history(PERSON)
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|e| match e {
+                HealthEvent::AppealFiled { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let sealed = filed().await;
+    assert!(
+        sealed.as_clear().is_none(),
+        "the log holds the reason in clear"
+    );
+    assert_eq!(
+        sealed
+            .open(app.vault.as_ref(), PERSON, APPEAL_REASON)
+            .unwrap(),
+        reason
+    );
+    // Nothing of it in any file of the store.
+    for entry in std::fs::read_dir(app._dir.path().join("store")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(9).any(|w| w == b"Xingfu Ro"));
+    }
+
+    s.erase_personal_data(&citizen(), PERSON).await.unwrap();
+    assert_eq!(
+        filed()
+            .await
+            .open(app.vault.as_ref(), PERSON, APPEAL_REASON),
+        Err(VaultError::KeyErased(PERSON))
+    );
+    assert!(app.vault.key(PERSON).is_err());
+}
+
+#[tokio::test]
 async fn concurrent_declarations_on_one_person_are_all_kept_after_retrying_conflicts() {
     let app = app();
     let s = &app.service;
@@ -246,7 +323,7 @@ async fn an_approved_bulk_override_is_applied_to_every_person() {
         Arc::new(EmbeddedStore::open(app._dir.path().join("store2")).unwrap()),
         app.clock.clone(),
         Arc::new(Divisions::load_default().unwrap()),
-        Arc::new(RedbKeyVault::open(app._dir.path().join("keys2.redb")).unwrap()),
+        Arc::new(RedbKeyVault::open(app._dir.path().join("keys2.redb"), kek()).unwrap()),
         OverrideConfig {
             threshold: 2,
             ..OverrideConfig::default()
@@ -311,7 +388,7 @@ async fn a_new_service_rebuilds_its_read_models_from_the_log() {
     let clock = Arc::new(FixedClock::new(T0));
     let divisions = Arc::new(Divisions::load_default().unwrap());
     let open = |store: Arc<EmbeddedStore>| {
-        let vault = Arc::new(RedbKeyVault::open(dir.path().join("keys.redb")).unwrap());
+        let vault = Arc::new(RedbKeyVault::open(dir.path().join("keys.redb"), kek()).unwrap());
         let service = HealthCodeService::new(
             store,
             clock.clone(),
@@ -392,7 +469,7 @@ async fn resuming_after_a_crash_between_appends_delivers_the_scan_evidence_once(
         store.clone(),
         Arc::new(FixedClock::new(T0)),
         Arc::new(Divisions::load_default().unwrap()),
-        Arc::new(RedbKeyVault::open(dir.path().join("keys.redb")).unwrap()),
+        Arc::new(RedbKeyVault::open(dir.path().join("keys.redb"), kek()).unwrap()),
         OverrideConfig::default(),
     );
     s.install_region_key(RegionKey::from_seed(code(BEIJING), [1; 32]));

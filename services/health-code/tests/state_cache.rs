@@ -31,8 +31,15 @@ struct Node {
 fn two_nodes() -> (Node, Node, Arc<EmbeddedStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
-    let vault: Arc<dyn KeyVault> =
-        Arc::new(RedbKeyVault::open(dir.path().join("keys.redb")).unwrap());
+    let vault: Arc<dyn KeyVault> = Arc::new(
+        RedbKeyVault::open(
+            dir.path().join("keys.redb"),
+            std::sync::Arc::new(
+                tongban_health_code::vault::LocalKek::from_text(&"42".repeat(32), "test").unwrap(),
+            ),
+        )
+        .unwrap(),
+    );
     let divisions = Arc::new(Divisions::load_default().unwrap());
     let node = || {
         let service = HealthCodeService::new(

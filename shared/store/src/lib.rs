@@ -11,6 +11,9 @@
 //! - [`embedded`]: the default backend, durable on disk (redb), with group
 //!   commit.
 //! - [`testkit`]: the conformance suite every backend runs with one call.
+//! - [`private_fs`]: owner-only directories and files (0700/0600), atomic
+//!   writes of small secrets; every crate that writes under the data
+//!   directory uses it.
 
 pub mod chain;
 pub mod embedded;
@@ -18,6 +21,7 @@ pub mod error;
 pub mod event;
 pub mod filter;
 pub mod metadata;
+pub mod private_fs;
 pub mod store;
 pub mod stream_name;
 pub mod testkit;

@@ -1,5 +1,5 @@
 //! Region signing keys kept on disk (`<data>/keys/region-<code>.seed`, mode
-//! 0600), created on first use and installed into the service at start, so
+//! 0600 in a 0700 directory, written atomically), created on first use and installed into the service at start, so
 //! codes signed before a restart still verify after it.
 
 use std::collections::BTreeSet;
@@ -29,7 +29,7 @@ impl Keyring {
     /// A keyring in `dir` (created if missing).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, HealthCodeError> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)
+        tongban_store::private_fs::create_dir_all(&dir)
             .map_err(|e| key_error("failed to create the key directory", &dir, e))?;
         Ok(Self {
             dir,
@@ -108,17 +108,9 @@ impl Keyring {
     }
 }
 
-/// Writes a secret file readable only by its owner.
+/// Writes a new secret file readable only by its owner (0600), atomically:
+/// it appears whole or not at all (never empty or short after a crash), and
+/// an existing file is never replaced (`AlreadyExists`).
 pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    tongban_store::private_fs::write_atomic_new(path, text.as_bytes())
 }

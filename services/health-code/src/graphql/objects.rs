@@ -177,8 +177,8 @@ pub struct Appeal {
     pub region: String,
     /// Colour appealed.
     pub colour: String,
-    /// The person's reason.
-    pub reason: String,
+    /// The person's reason; null once the person's data is erased.
+    pub reason: Option<String>,
     /// open, upheld, overridden.
     pub status: String,
     /// Filed (RFC 3339).
@@ -187,18 +187,37 @@ pub struct Appeal {
     pub decision: Option<String>,
 }
 
-impl From<AppealView> for Appeal {
-    fn from(v: AppealView) -> Self {
-        Self {
+impl Appeal {
+    /// The appeal with its reason opened through the person's data key
+    /// (`None` once they are erased). The caller has been authorised.
+    pub fn opened(v: AppealView, vault: &dyn vault::KeyVault) -> Result<Self> {
+        let person = api::person_id("personId", &v.person_id)?;
+        let reason = opened_text(&v.reason, vault, person, crate::events::APPEAL_REASON)?;
+        Ok(Self {
             appeal_id: v.appeal_id,
             person_id: v.person_id,
             region: v.region,
             colour: v.colour,
-            reason: v.reason,
+            reason,
             status: v.status,
             filed_at: v.filed_at,
             decision: v.decision,
-        }
+        })
+    }
+}
+
+/// Free text opened for an authorised reader: `None` after erasure; a
+/// text that fails authentication is an error, not an empty answer.
+fn opened_text(
+    text: &vault::SealedText,
+    vault: &dyn vault::KeyVault,
+    person: tongban_kernel::PersonId,
+    purpose: &str,
+) -> Result<Option<String>> {
+    match text.open(vault, person, purpose) {
+        Ok(t) => Ok(Some(t)),
+        Err(VaultError::KeyErased(_)) => Ok(None),
+        Err(e) => Err(api::coded("INTERNAL", e.to_string())),
     }
 }
 
@@ -506,11 +525,10 @@ impl Person {
             .scan_all(&api.tables.appeals, &KeyRange::all())
             .await
             .map_err(api::read_side)?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .filter(|(_, a)| a.person_id == self.view.person_id)
-            .map(|(_, a)| Appeal::from(a))
-            .collect())
+            .map(|(_, a)| Appeal::opened(a, api.vault.as_ref()))
+            .collect()
     }
 
     /// Every event of the person's stream (evidence, colours with reasons,
@@ -525,17 +543,28 @@ impl Person {
         let api = api(ctx)?;
         let id = api::person_id("personId", &self.view.person_id)?;
         let events = api.service.person_history(id).await.map_err(api::domain)?;
-        Ok(events
+        events
             .iter()
             .map(|e| {
                 let mut v = serde_json::to_value(e).unwrap_or_default();
-                // Sealed personal data never leaves the service.
+                // Sealed personal data never leaves the service; sealed
+                // free text is shown opened (null after erasure).
                 if let Some(o) = v.as_object_mut() {
                     o.remove("personal");
                 }
-                Json(v)
+                if let (crate::events::HealthEvent::AppealFiled { reason, .. }, Some(o)) =
+                    (e, v.as_object_mut())
+                {
+                    let text =
+                        opened_text(reason, api.vault.as_ref(), id, crate::events::APPEAL_REASON)?;
+                    o.insert(
+                        "reason".into(),
+                        text.map_or(serde_json::Value::Null, Into::into),
+                    );
+                }
+                Ok(Json(v))
             })
-            .collect())
+            .collect()
     }
 }
 

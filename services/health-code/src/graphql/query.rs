@@ -571,8 +571,8 @@ impl HealthCodeQuery {
                 a.status == status
                     && DivisionCode::parse(&a.region).is_ok_and(|r| region.contains(&r))
             })
-            .map(|(_, a)| Appeal::from(a))
-            .collect();
+            .map(|(_, a)| Appeal::opened(a, api.vault.as_ref()))
+            .collect::<Result<_>>()?;
         let fields = selected_fields(ctx);
         for appeal in &appeals {
             let person = api::person_id("personId", &appeal.person_id)?;

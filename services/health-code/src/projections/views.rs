@@ -15,6 +15,7 @@ use super::inputs::{
     Generated, Input, Placed, Queried, Recoloured, Registered, Scanned, Whereabouts,
 };
 use crate::events::HealthEvent;
+use crate::vault::SealedText;
 
 /// The projection's name (its read-model namespace and feed name).
 pub const VIEWS: &str = "health_code";
@@ -169,8 +170,9 @@ pub struct AppealView {
     pub region: String,
     /// The colour appealed.
     pub colour: String,
-    /// The person's reason.
-    pub reason: String,
+    /// The person's reason, sealed with their key (opened by the
+    /// GraphQL layer through the vault; unreadable once they are erased).
+    pub reason: SealedText,
     /// `open`, `upheld`, `overridden`.
     pub status: String,
     /// Filed (RFC 3339).
@@ -808,8 +810,9 @@ impl Projection for HealthCodeViews {
     /// 2: colour counts per province, city and county with an hourly
     /// series (`colour_totals`, `colour_history`). 3: rows in postcard
     /// instead of JSON.
+    // 4: appeal reasons are sealed (`SealedText`) in the `appeals` table.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn filter(&self) -> EventFilter {

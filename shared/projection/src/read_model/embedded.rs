@@ -79,7 +79,7 @@ impl EmbeddedReadModels {
     /// Opens (creating if needed) the read-model directory `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ProjectionError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| {
+        tongban_store::private_fs::create_dir_all(&dir).map_err(|e| {
             ProjectionError::storage(
                 format!("creating the read-model directory {}", dir.display()),
                 e,
@@ -112,6 +112,9 @@ impl EmbeddedReadModels {
             return Ok(db.clone());
         }
         let path = self.dir.join(format!("{namespace}.redb"));
+        // Owner-only from the start (redb would create it with the umask).
+        tongban_store::private_fs::ensure_file(&path)
+            .map_err(|e| ProjectionError::storage(format!("creating {}", path.display()), e))?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)

@@ -84,7 +84,7 @@ impl EmbeddedStore {
     /// store, or a store of another format version, is refused untouched.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::private_fs::create_dir_all(dir).map_err(|e| {
             StoreError::io(format!("creating the data directory {}", dir.display()), e)
         })?;
         let path = dir.join(layout::FILE_NAME);
@@ -282,6 +282,8 @@ fn check_format(db: &impl ReadableDatabase, path: &Path) -> Result<(), StoreErro
 }
 
 fn create_new(path: &Path) -> Result<Database, StoreError> {
+    crate::private_fs::ensure_file(path)
+        .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
     let db = Database::create(path).map_err(storage_error("creating the store file"))?;
     let txn = db
         .begin_write()

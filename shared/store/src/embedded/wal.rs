@@ -95,7 +95,7 @@ impl WalBatch {
 impl Wal {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(FILE_NAME);
-        let file = OpenOptions::new()
+        let file = crate::private_fs::owner_only(&mut OpenOptions::new())
             .read(true)
             .append(true)
             .create(true)
