@@ -746,7 +746,11 @@ mod through_graphql {
         let clock = Arc::new(FixedClock::new(OffsetDateTime::now_utc()));
         let shared_clock: Arc<dyn Clock> = clock.clone();
         let divisions = Arc::new(Divisions::load_default().unwrap());
-        let vault = Arc::new(RedbKeyVault::open(dir.path().join("vault.redb")).unwrap());
+        let kek = Arc::new(
+            tongban_health_code::vault::LocalKek::from_text(&"42".repeat(32), "the tests' KEK")
+                .unwrap(),
+        );
+        let vault = Arc::new(RedbKeyVault::open(dir.path().join("vault.redb"), kek).unwrap());
         let shared: SharedStore = events.clone();
         let service = Arc::new(HealthCodeService::new(
             Arc::new(shared),
