@@ -99,8 +99,8 @@ impl Default for Limits {
         Self {
             max_depth: 10,
             max_introspection_depth: 20,
-            max_complexity: 1000,
-            max_fields: 2_000,
+            max_complexity: 10_000,
+            max_fields: 1_000,
             max_fragments: 100,
             max_response_bytes: 8 * 1024 * 1024,
             max_in_flight: 1024,

@@ -48,6 +48,16 @@ const LOCAL: &str = "127.0.0.1:50000";
 
 impl Gateway {
     fn token(&self, role: &str, sub: &str, region: Option<&str>) -> String {
+        self.named_token(role, sub, region, None)
+    }
+
+    fn named_token(
+        &self,
+        role: &str,
+        sub: &str,
+        region: Option<&str>,
+        name: Option<&str>,
+    ) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         auth::mint_dev(
             &self.secret,
@@ -56,7 +66,7 @@ impl Gateway {
                 role: role.into(),
                 region: region.map(str::to_owned),
                 sub_regions: vec![],
-                name: None,
+                name: name.map(str::to_owned),
                 exp: now + 3600,
                 iat: now,
             },
@@ -83,11 +93,15 @@ impl Gateway {
     }
 
     async fn post(&self, token: Option<&str>, query: &str) -> (u16, Value) {
+        self.post_vars(token, query, json!({})).await
+    }
+
+    async fn post_vars(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
         let mut req = test::TestRequest::post()
             .uri("/graphql")
             .peer_addr(LOCAL.parse::<SocketAddr>().expect("addr"))
             .insert_header(("host", "127.0.0.1:8080"))
-            .set_json(json!({ "query": query }));
+            .set_json(json!({ "query": query, "variables": variables }));
         if let Some(t) = token {
             req = req.insert_header(("authorization", format!("Bearer {t}")));
         }
@@ -358,5 +372,371 @@ async fn past_the_cap_on_requests_in_flight_callers_get_503_with_retry_after() -
         }
     }
     assert!(overloaded >= 4, "{overloaded} of 6 were shed");
+    Ok(())
+}
+
+// ---- the authorisation matrix of every mutation ---------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Allowed,
+    Forbidden,
+}
+use Expect::{Allowed as A, Forbidden as F};
+
+/// The roles of the matrix, in column order.
+const ROLES: [&str; 12] = [
+    "citizen (self)",
+    "citizen (other)",
+    "checkpoint",
+    "lab",
+    "official (Beijing)",
+    "official (Fengtai)",
+    "official (Dongcheng)",
+    "official (Shanghai)",
+    "department (civil-affairs)",
+    "enterprise",
+    "auditor",
+    "admin",
+];
+
+/// Every mutation of the schema with the call that exercises it and, per
+/// role, whether the role may make it. A mutation the schema has and this
+/// table lacks fails the test: a new mutation cannot be forgotten.
+fn mutation_rows() -> Vec<(&'static str, &'static str, [Expect; 12])> {
+    //   self other chk  lab  BJ   FT   DC   SH   dept ent  aud  admin
+    vec![
+        (
+            "registerPerson",
+            r#"mutation($fresh: String) { registerPerson(input: {personId: $fresh, homeRegion: "11", residence: "110106018002", idKind: "passport", idNumber: "E1112223", name: "张三", phone: "13900000001"}) { position } }"#,
+            [F, F, F, F, A, A, F, F, F, F, F, A],
+        ),
+        (
+            "declareHealth",
+            r#"mutation($person: ID) { declareHealth(personId: $person, temperature: 36.6) { position } }"#,
+            [A, F, F, F, A, A, F, F, F, F, F, F],
+        ),
+        (
+            "declareItinerary",
+            r#"mutation($person: ID) { declareItinerary(personId: $person, trips: [{mode: RAIL, from: "110101", to: "110106", date: "2020-06-10"}]) { position } }"#,
+            [A, F, F, F, A, A, F, F, F, F, F, F],
+        ),
+        (
+            "requestCodeCall",
+            r#"mutation($person: ID) { requestCodeCall(personId: $person, requester: "metro", purpose: "entry") { position } }"#,
+            [A, F, A, F, F, F, F, F, F, F, F, F],
+        ),
+        (
+            "generateCode",
+            r#"mutation($person: ID) { generateCode(personId: $person) { position } }"#,
+            [A, F, F, F, A, A, F, F, F, F, F, A],
+        ),
+        (
+            "correctInformation",
+            r#"mutation($person: ID) { correctInformation(personId: $person, region: "11", reason: "my test was negative") { id } }"#,
+            [A, F, F, F, F, F, F, F, F, F, F, F],
+        ),
+        (
+            "recordTestResult",
+            r#"mutation($person: ID!) { recordTestResult(personId: $person, kind: NUCLEIC_ACID, result: NEGATIVE, lab: "x") { position } }"#,
+            [F, F, F, A, A, A, F, F, F, F, F, A],
+        ),
+        (
+            "recordEvidence",
+            r#"mutation($person: ID!) { recordEvidence(personId: $person, source: TELCO, evidence: {kind: "dwell_reported", county: "110106", minutes: 30}) { position } }"#,
+            [F, F, F, F, A, A, F, F, A, F, F, A],
+        ),
+        (
+            "declareRiskArea",
+            r#"mutation { declareRiskArea(area: "110106018", level: LOW) { position } }"#,
+            [F, F, F, F, A, A, F, F, F, F, F, F],
+        ),
+        (
+            "liftRiskArea",
+            r#"mutation { liftRiskArea(area: "110106018") { position } }"#,
+            [F, F, F, F, A, A, F, F, F, F, F, F],
+        ),
+        (
+            "publishPolicy",
+            r#"mutation($policy: JSON!) { publishPolicy(region: "11", policyId: "beijing", document: $policy) { position } }"#,
+            [F, F, F, F, A, F, F, F, F, F, F, F],
+        ),
+        (
+            "registerCheckpoint",
+            r#"mutation { registerCheckpoint(name: "Xinfadi gate 2", place: "110106018") { checkpointId } }"#,
+            [F, F, F, F, A, A, F, F, F, F, F, F],
+        ),
+        (
+            "scanCode",
+            r#"mutation($code: String!, $checkpoint: ID) { scanCode(code: $code, checkpointId: $checkpoint, temperature: 36.5) { admitted } }"#,
+            [F, F, A, F, F, F, F, F, F, F, F, A],
+        ),
+        (
+            "upholdAppeal",
+            r#"mutation($person: ID!, $appeal: ID!) { upholdAppeal(personId: $person, appealId: $appeal, reason: "the test was negative") { position } }"#,
+            [F, F, F, F, A, F, F, F, F, F, F, F],
+        ),
+        (
+            "requestOverride",
+            r#"mutation($person: ID!, $expires: String!) { requestOverride(region: "11", persons: [$person], colour: GREEN, legalBasis: "rule 4", reason: "cleared", caseRef: "BJ-1", expiresAt: $expires) { id } }"#,
+            [F, F, F, F, A, F, F, F, F, F, F, F],
+        ),
+        (
+            "approveOverride",
+            r#"mutation($override: ID!) { approveOverride(region: "11", overrideId: $override) { position } }"#,
+            [F, F, F, F, A, F, F, F, F, F, F, F],
+        ),
+        (
+            "reevaluateAll",
+            "mutation { reevaluateAll { position } }",
+            [F, F, F, F, F, F, F, F, F, F, F, A],
+        ),
+        (
+            "publishService",
+            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
+            [F, F, F, F, F, F, F, F, A, F, F, A],
+        ),
+        (
+            "updateService",
+            r#"mutation($service: ServiceInput!) { updateService(service: $service) { position } }"#,
+            [F, F, F, F, F, F, F, F, A, F, F, A],
+        ),
+        // An enterprise may apply (for its permits); this service then
+        // refuses it as an applicant kind, not as a role.
+        (
+            "submitApplication",
+            r#"mutation { submitApplication(service: "elderly-care-subsidy", region: "110106", form: {age: 70, careLevel: "self-care", monthlyIncome: 800, bankAccount: "6222020200112233445"}) { id } }"#,
+            [A, A, F, F, F, F, F, F, F, A, F, F],
+        ),
+        (
+            "acceptApplication",
+            r#"mutation($case: ID!) { acceptApplication(id: $case) { position } }"#,
+            [F, F, F, F, F, F, F, F, A, F, F, F],
+        ),
+        (
+            "requestInformation",
+            r#"mutation($case: ID!) { requestInformation(id: $case, requested: "care assessment") { position } }"#,
+            [F, F, F, F, F, F, F, F, A, F, F, F],
+        ),
+        (
+            "supplementApplication",
+            r#"mutation($case: ID!) { supplementApplication(id: $case, form: {age: 70, careLevel: "partial-care", monthlyIncome: 800, bankAccount: "6222020200112233445"}) { position } }"#,
+            [A, F, F, F, F, F, F, F, F, F, F, F],
+        ),
+        (
+            "approveApplication",
+            r#"mutation($case: ID!) { approveApplication(id: $case, reasons: ["eligible"]) { position } }"#,
+            [F, F, F, F, F, F, F, F, A, F, F, F],
+        ),
+        (
+            "rejectApplication",
+            r#"mutation($case: ID!) { rejectApplication(id: $case, reasons: ["not eligible"]) { position } }"#,
+            [F, F, F, F, F, F, F, F, A, F, F, F],
+        ),
+        (
+            "withdrawApplication",
+            r#"mutation($case: ID!) { withdrawApplication(id: $case, reason: "moved") { position } }"#,
+            [A, F, F, F, F, F, F, F, F, F, F, F],
+        ),
+        (
+            "markInboxRead",
+            "mutation { markInboxRead { position } }",
+            [A, A, F, F, F, F, F, F, F, A, F, F],
+        ),
+        (
+            "withdrawService",
+            r#"mutation { withdrawService(code: "matrix-service", reason: "ended") { position } }"#,
+            [F, F, F, F, F, F, F, F, A, F, F, A],
+        ),
+        (
+            "erasePersonalData",
+            r#"mutation($person: ID) { erasePersonalData(personId: $person) { position } }"#,
+            [A, F, F, F, F, F, F, F, F, F, F, A],
+        ),
+    ]
+}
+
+fn in_a_week() -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::days(7))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[actix_web::test]
+async fn every_mutation_of_the_schema_is_allowed_exactly_to_the_roles_that_may_make_it(
+) -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    let person = uuid::Uuid::now_v7().to_string();
+    let other = uuid::Uuid::now_v7().to_string();
+    let enterprise = uuid::Uuid::now_v7().to_string();
+    let admin = gw.token("admin", "admin-1", None);
+    let self_token = gw.token("citizen", &person, None);
+    let other_token = gw.token("citizen", &other, None);
+    let data = |body: &Value| -> anyhow::Result<Value> {
+        anyhow::ensure!(body["errors"].is_null(), "setup failed: {body}");
+        Ok(body["data"].clone())
+    };
+    // The person (Huaxiang, Fengtai) and another (Dongcheng).
+    for (token, residence, id) in [
+        (&self_token, "110106018002", "E7654321"),
+        (&other_token, "110101001001", "E7654322"),
+    ] {
+        let (_, body) = gw
+            .post(
+                Some(token),
+                &format!(r#"mutation {{ registerPerson(input: {{homeRegion: "11", residence: "{residence}", idKind: "passport", idNumber: "{id}", name: "李明", phone: "13900000000"}}) {{ position }} }}"#),
+            )
+            .await;
+        data(&body)?;
+    }
+    let (_, body) = gw
+        .post(Some(&self_token), "mutation { generateCode { text } }")
+        .await;
+    let code = data(&body)?["generateCode"]["text"].clone();
+    let fengtai = gw.token("health_official", "o-ft", Some("110106"));
+    let (_, body) = gw
+        .post(
+            Some(&fengtai),
+            r#"mutation { registerCheckpoint(name: "Xinfadi gate", place: "110106018") { checkpointId } }"#,
+        )
+        .await;
+    let checkpoint = data(&body)?["registerCheckpoint"]["checkpointId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (_, body) = gw
+        .post(
+            Some(&self_token),
+            r#"mutation { correctInformation(region: "11", reason: "wrong") { id } }"#,
+        )
+        .await;
+    let appeal = data(&body)?["correctInformation"]["id"].clone();
+    let beijing = gw.token("health_official", "o-bj", Some("11"));
+    let second_beijing = gw.token("health_official", "o-bj-2", Some("11"));
+    let (_, body) = gw
+        .post_vars(
+            Some(&second_beijing),
+            r#"mutation($persons: [ID!]!, $expires: String!) { requestOverride(region: "11", persons: $persons, colour: GREEN, legalBasis: "rule 4", reason: "cleared", caseRef: "BJ-1", expiresAt: $expires) { id } }"#,
+            // More persons than the threshold: it waits for a second official.
+            json!({"persons": (0..11).map(|_| uuid::Uuid::now_v7().to_string()).collect::<Vec<_>>(), "expires": in_a_week()}),
+        )
+        .await;
+    let override_id = data(&body)?["requestOverride"]["id"].clone();
+    let policy = serde_json::to_value(tongban_health_code::policy::baseline_document())?;
+    let department = gw.named_token("department", "dept-1", Some("11"), Some("civil-affairs"));
+    let service = json!({
+        "code": "matrix-service", "name": "Matrix service", "department": "civil-affairs",
+        "eligibleRegions": ["11"], "processingDays": 5,
+        "formSchema": {"type": "object"}
+    });
+    let (_, body) = gw
+        .post_vars(
+            Some(&department),
+            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
+            json!({"service": service}),
+        )
+        .await;
+    data(&body)?;
+    let elderly = json!({
+        "code": "elderly-care-subsidy", "name": "Elderly-care subsidy", "department": "civil-affairs",
+        "eligibleRegions": ["11"], "processingDays": 20,
+        "formSchema": {"type": "object"}
+    });
+    let (_, body) = gw
+        .post_vars(
+            Some(&admin),
+            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
+            json!({"service": elderly}),
+        )
+        .await;
+    data(&body)?;
+
+    let tokens = [
+        self_token.clone(),
+        other_token,
+        gw.token("checkpoint", &checkpoint, None),
+        gw.named_token("lab", "lab-1", None, Some("Fengtai CDC")),
+        beijing,
+        fengtai,
+        gw.token("health_official", "o-dc", Some("110101")),
+        gw.token("health_official", "o-sh", Some("31")),
+        department,
+        gw.token("enterprise", &enterprise, None),
+        gw.token("auditor", "auditor-1", None),
+        admin.clone(),
+    ];
+
+    // The schema's mutations, as the schema itself lists them.
+    let (_, body) = gw
+        .post(None, "{ __schema { mutationType { fields { name } } } }")
+        .await;
+    let in_schema: Vec<String> = data(&body)?["__schema"]["mutationType"]["fields"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = mutation_rows();
+    let missing: Vec<&String> = in_schema
+        .iter()
+        .filter(|m| !rows.iter().any(|(name, _, _)| name == m))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "mutations without a row in the authorisation matrix: {missing:?}"
+    );
+
+    let mut wrong = Vec::new();
+    let mut actual = Vec::new();
+    for (name, query, expected) in &rows {
+        let mut line = format!("{name:>22}:");
+        // A fresh application per row, so one role's step does not
+        // change what the next role finds.
+        let (_, body) = gw
+            .post(
+                Some(&self_token),
+                r#"mutation { submitApplication(service: "elderly-care-subsidy", region: "110106", form: {age: 70}) { id } }"#,
+            )
+            .await;
+        let case = data(&body)?["submitApplication"]["id"].clone();
+        for ((role, token), want) in ROLES.iter().zip(tokens.iter()).zip(expected.iter()) {
+            let variables = json!({
+                "person": person, "fresh": uuid::Uuid::now_v7().to_string(), "code": code,
+                "checkpoint": if *role == "admin" { Value::String(checkpoint.clone()) } else { Value::Null },
+                "appeal": appeal, "override": override_id, "policy": policy,
+                "service": service, "case": case, "expires": in_a_week(),
+            });
+            let (_, body) = gw.post_vars(Some(token), query, variables).await;
+            let codes: Vec<&str> = body["errors"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|x| x["extensions"]["code"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let got = if codes.contains(&"FORBIDDEN") { F } else { A };
+            line.push_str(if got == A { " A" } else { " F" });
+            if codes
+                .iter()
+                .any(|c| *c == "UNAUTHENTICATED" || *c == "INTERNAL")
+            {
+                wrong.push(format!("{name} as {role}: unexpected {body}"));
+            } else if got != *want {
+                wrong.push(format!(
+                    "{name} as {role}: {got:?}, expected {want:?} ({body})"
+                ));
+            }
+        }
+        actual.push(line);
+    }
+    assert!(
+        wrong.is_empty(),
+        "authorisation mismatches:\n{}\n\nthe matrix as answered:\n{}",
+        wrong.join("\n"),
+        actual.join("\n")
+    );
     Ok(())
 }

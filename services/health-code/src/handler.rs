@@ -1101,6 +1101,13 @@ impl<S: EventStore> HealthCodeService<S> {
         region: DivisionCode,
         command: OverrideCommand,
     ) -> Result<Recorded, HealthCodeError> {
+        // Authorise before reading: whoever holds no authority over the
+        // region learns nothing about its overrides.
+        if !actor.has_health_authority_over(&region) {
+            return Err(HealthCodeError::Forbidden(format!(
+                "only a health official of {region} may request or approve overrides there"
+            )));
+        }
         let name = stream(format!("override-{region}"))?;
         let config = self.override_config;
         let override_id = match &command {

@@ -717,6 +717,13 @@ pub fn decide(
         personal,
     } = command
     {
+        if matches!(ctx.actor.role, Role::HealthOfficial { .. })
+            && !ctx.actor.has_health_authority_over(residence)
+        {
+            return Err(HealthCodeError::Forbidden(format!(
+                "a health official registers residents of their own region only, not of {residence}"
+            )));
+        }
         if state.person_id.is_some() {
             return Err(HealthCodeError::PersonAlreadyRegistered(*person_id));
         }
