@@ -308,6 +308,10 @@ pub struct Config {
     /// Development mode on an address other hosts can reach (it hands out
     /// demo tokens and accepts locally minted ones): refused unless set.
     pub allow_remote_development: bool,
+    /// Serve GraphiQL at `/graphiql` (default: in development mode only).
+    pub graphiql: Option<bool>,
+    /// Answer introspection queries (default: in development mode only).
+    pub introspection: Option<bool>,
     /// `tongban esdb-serve`.
     pub esdb_serve: EsdbServeConfig,
     /// The key vault's key-encryption key.
@@ -326,6 +330,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: Limits::default(),
             allow_remote_development: false,
+            graphiql: None,
+            introspection: None,
             esdb_serve: EsdbServeConfig::default(),
             vault: VaultConfig::default(),
         }
@@ -448,7 +454,29 @@ impl Config {
             config.allow_remote_development = matches!(v.as_str(), "1" | "true" | "yes");
         }
         config.allow_remote_development |= flags.allow_remote_development;
+        for (name, slot) in [
+            ("GRAPHIQL", &mut config.graphiql),
+            ("INTROSPECTION", &mut config.introspection),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = Some(match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" => false,
+                    other => bail!("TONGBAN_{name}={other:?} must be true or false"),
+                });
+            }
+        }
         Ok(config)
+    }
+
+    /// Whether GraphiQL is served: opt-in in production.
+    pub fn graphiql_enabled(&self) -> bool {
+        self.graphiql.unwrap_or(self.mode == Mode::Development)
+    }
+
+    /// Whether introspection is answered: opt-in in production.
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection.unwrap_or(self.mode == Mode::Development)
     }
 
     /// Refuses configurations that would be unsafe to serve: development

@@ -260,7 +260,7 @@ pub fn build(
     limits: &Limits,
     limiter: Arc<crate::limits::RateLimiter>,
 ) -> TongbanSchema {
-    Schema::build(
+    let builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
@@ -285,6 +285,11 @@ pub fn build(
         timeout: std::time::Duration::from_millis(limits.request_timeout_ms),
         max_operations_per_connection: limits.max_operations_per_connection,
     })
-    .limit_complexity(limits.max_complexity)
-    .finish()
+    .limit_complexity(limits.max_complexity);
+    let builder = if node.config.introspection_enabled() {
+        builder
+    } else {
+        builder.disable_introspection()
+    };
+    builder.finish()
 }

@@ -54,6 +54,8 @@ pub struct AppState {
     pub runner: Arc<ProjectionRunner>,
     /// The log (readiness, head).
     pub store: Arc<dyn EventStore>,
+    /// Whether `/graphiql` is served.
+    pub graphiql: bool,
 }
 
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, GatewayError> {
@@ -367,7 +369,12 @@ fn subscribe(
         .map_err(|e| GatewayError::BadRequest(format!("WebSocket handshake failed: {e}")))
 }
 
-async fn graphiql() -> HttpResponse {
+async fn graphiql(state: web::Data<AppState>) -> HttpResponse {
+    if !state.graphiql {
+        return HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("GraphiQL is off (production mode); set `graphiql = true` to serve it\n");
+    }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(
@@ -458,6 +465,7 @@ pub fn app_state(node: &Node, verifier: Verifier) -> web::Data<AppState> {
         limits,
         runner: node.runner.clone(),
         store: node.store.clone(),
+        graphiql: node.config.graphiql_enabled(),
     })
 }
 

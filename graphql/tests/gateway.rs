@@ -740,3 +740,106 @@ async fn every_mutation_of_the_schema_is_allowed_exactly_to_the_roles_that_may_m
     );
     Ok(())
 }
+
+#[actix_web::test]
+async fn hidden_characters_impossible_ids_and_dates_are_refused_naming_the_field(
+) -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    let admin = gw.token("admin", "admin-1", None);
+    let register = |name: &str, kind: &str, number: &str| {
+        format!(
+            r#"mutation {{ registerPerson(input: {{homeRegion: "11", residence: "110106018002", idKind: "{kind}", idNumber: "{number}", name: "{name}", phone: "13900000000"}}) {{ id position }} }}"#
+        )
+    };
+    let message = |body: &Value| {
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (_, body) = gw
+        .post(
+            Some(&admin),
+            &register("王\u{202E}芳", "passport", "E1234567"),
+        )
+        .await;
+    assert_eq!(code(&body), "INVALID_INPUT", "{body}");
+    assert!(message(&body).contains("`name`"), "{body}");
+    let (_, body) = gw
+        .post(
+            Some(&admin),
+            &register("\u{200B}\u{200B}", "passport", "E1234567"),
+        )
+        .await;
+    assert_eq!(code(&body), "INVALID_INPUT", "{body}");
+
+    // Born in 2099, and registered in province 99: both valid checksums.
+    for first17 in ["11010120990101001", "99010119900101001"] {
+        let check = tongban_health_code::resident_id::ResidentId::check_character(first17)
+            .expect("17 digits");
+        let (_, body) = gw
+            .post(
+                Some(&admin),
+                &register("王芳", "resident_id", &format!("{first17}{check}")),
+            )
+            .await;
+        assert_eq!(code(&body), "INVALID_INPUT", "{body}");
+        assert!(message(&body).contains("id_document.number"), "{body}");
+    }
+
+    let (_, body) = gw
+        .post(Some(&admin), &register("王芳", "passport", "E1234567"))
+        .await;
+    let person = body["data"]["registerPerson"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!person.is_empty(), "{body}");
+    let evidence = |date: &str| {
+        format!(
+            r#"mutation {{ recordEvidence(personId: "{person}", source: CONTACT_TRACING, evidence: {{kind: "close_contact_identified", case_ref: "BJ-0611-001", exposure_date: "{date}"}}) {{ position }} }}"#
+        )
+    };
+    let (_, body) = gw.post(Some(&admin), &evidence("2020-06-10")).await;
+    assert!(body["errors"].is_null(), "an ISO date is accepted: {body}");
+    let (_, body) = gw.post(Some(&admin), &evidence("0001-01-01")).await;
+    assert_eq!(code(&body), "INVALID_INPUT", "{body}");
+    assert!(message(&body).contains("evidence.exposure_date"), "{body}");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn production_mode_serves_neither_graphiql_nor_introspection_unless_asked(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let kek = tempfile::tempdir()?;
+    let kek_file = kek.path().join("vault.kek");
+    std::fs::write(&kek_file, "42".repeat(32))?;
+    let mut config = Config {
+        data: dir.path().to_path_buf(),
+        mode: tongban_graphql::config::Mode::Production,
+        ..Config::default()
+    };
+    config.vault.kek_file = Some(kek_file);
+    let verifier = Verifier::new(&config.auth, config.mode, None)?;
+    let node = Node::open(config, Arc::new(NodeClock::default())).await?;
+    let state = server::app_state(&node, verifier);
+    let app = test::init_service(App::new().app_data(state).configure(server::routes)).await;
+    let res = app
+        .call(test::TestRequest::get().uri("/graphiql").to_request())
+        .await
+        .expect("answers");
+    assert_eq!(res.status().as_u16(), 404);
+    let res = app
+        .call(
+            test::TestRequest::post()
+                .uri("/graphql")
+                .set_json(json!({"query": "{ __schema { types { name } } }"}))
+                .to_request(),
+        )
+        .await
+        .expect("answers");
+    let body: Value = serde_json::from_slice(&test::read_body(res).await)?;
+    assert!(body["data"]["__schema"].is_null(), "{body}");
+    Ok(())
+}

@@ -65,6 +65,19 @@ impl ResidentId {
         Ok(Self(upper))
     }
 
+    /// The birth date in characters 7 to 14 (checked valid by `parse`).
+    pub fn birth_date(&self) -> Option<time::Date> {
+        let digits = |r: std::ops::Range<usize>| self.0.get(r)?.parse::<i32>().ok();
+        let month = time::Month::try_from(u8::try_from(digits(10..12)?).ok()?).ok()?;
+        time::Date::from_calendar_date(digits(6..10)?, month, u8::try_from(digits(12..14)?).ok()?)
+            .ok()
+    }
+
+    /// The province of household registration (the first two digits).
+    pub fn province(&self) -> &str {
+        self.0.get(..2).unwrap_or_default()
+    }
+
     /// Computes the check character for 17 digits (used by tests and fixtures).
     pub fn check_character(first17: &str) -> Option<char> {
         let bytes = first17.as_bytes();
@@ -160,6 +173,36 @@ impl IdentityDocument {
             .enumerate()
             .map(|(i, c)| if i < head || i + tail >= n { *c } else { '*' })
             .collect()
+    }
+
+    /// Refuses what a valid-looking number cannot be on `today`: a resident
+    /// ID of someone born in the future, or registered in a province that
+    /// does not exist (counties are not checked: abolished counties live on
+    /// in older numbers).
+    pub fn check_plausible(
+        &self,
+        today: time::Date,
+        divisions: &tongban_kernel::Divisions,
+    ) -> Result<(), HealthCodeError> {
+        let Self::ResidentId(id) = self else {
+            return Ok(());
+        };
+        if id.birth_date().is_none_or(|born| born > today) {
+            return Err(HealthCodeError::InvalidInput {
+                field: "id_document.number",
+                rule: format!("the birth date of a resident ID number is not after {today}"),
+            });
+        }
+        if divisions.parse_known(id.province()).is_err() {
+            return Err(HealthCodeError::InvalidInput {
+                field: "id_document.number",
+                rule: format!(
+                    "the first two digits of a resident ID number are a province; {} is none",
+                    id.province()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The kind's name.

@@ -118,6 +118,21 @@ impl PersonalData {
                 rule: "a name has 1 to 64 characters".into(),
             });
         }
+        if let Some(c) = name.chars().find(|c| is_hidden_or_control(*c)) {
+            return Err(crate::HealthCodeError::InvalidInput {
+                field: "name",
+                rule: format!(
+                    "a name has no control, direction-override or invisible characters (U+{:04X})",
+                    u32::from(c)
+                ),
+            });
+        }
+        if !name.chars().any(char::is_alphabetic) {
+            return Err(crate::HealthCodeError::InvalidInput {
+                field: "name",
+                rule: "a name has at least one letter".into(),
+            });
+        }
         let digits = phone.trim().trim_start_matches('+');
         if digits.len() < 5 || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(crate::HealthCodeError::InvalidInput {
@@ -131,6 +146,25 @@ impl PersonalData {
             phone: phone.trim().to_owned(),
         })
     }
+}
+
+/// Characters that make a name print differently from what it is: control
+/// characters, bidirectional overrides and isolates, zero-width and other
+/// invisible format characters (the middle dot of names like 阿依古丽·买买提
+/// is visible and allowed).
+fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
 }
 
 /// A name as a guard may see it: the first character, then `*` for every
@@ -728,6 +762,44 @@ impl KeyVault for RedbKeyVault {
             let _compacted = db.compact();
             Ok(existed)
         })
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+    use crate::resident_id::IdentityDocument;
+
+    fn named(name: &str) -> Result<PersonalData, crate::HealthCodeError> {
+        PersonalData::new(
+            IdentityDocument::parse("passport", "E12345678").expect("valid"),
+            name,
+            "13800138000",
+        )
+    }
+
+    #[test]
+    fn names_with_control_bidi_or_invisible_characters_are_refused_naming_the_field() {
+        for bad in [
+            "王\u{202E}芳",
+            "\u{200B}\u{200B}",
+            "王\u{0007}芳",
+            "\u{2066}x",
+            "123",
+            "·",
+        ] {
+            let err = named(bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    crate::HealthCodeError::InvalidInput { field: "name", .. }
+                ),
+                "{bad:?}: {err}"
+            );
+        }
+        for good in ["王芳", "Li Wei", "阿依古丽·买买提", "O'Brien"] {
+            named(good).unwrap();
+        }
     }
 }
 

@@ -233,15 +233,53 @@ pub struct TripInput {
     pub date: String,
 }
 
+/// The years a date or time of health data may fall in.
+const YEARS: std::ops::RangeInclusive<i32> = 2000..=2100;
+
+fn in_years(field: &str, year: i32, text: &str) -> Result<()> {
+    if YEARS.contains(&year) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!(
+                "`{text}` is outside the years {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            ),
+        ))
+    }
+}
+
 fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime> {
-    OffsetDateTime::parse(text.trim(), &Rfc3339)
-        .map_err(|e| invalid(field, format!("`{text}` is not an RFC 3339 time: {e}")))
+    let t = OffsetDateTime::parse(text.trim(), &Rfc3339)
+        .map_err(|e| invalid(field, format!("`{text}` is not an RFC 3339 time: {e}")))?;
+    in_years(field, t.year(), text)?;
+    Ok(t)
 }
 
 fn parse_date(field: &str, text: &str) -> Result<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(text.trim(), &format)
-        .map_err(|e| invalid(field, format!("`{text}` is not a YYYY-MM-DD date: {e}")))
+    let d = Date::parse(text.trim(), &format)
+        .map_err(|e| invalid(field, format!("`{text}` is not a YYYY-MM-DD date: {e}")))?;
+    in_years(field, d.year(), text)?;
+    Ok(d)
+}
+
+/// Evidence arrives with ISO dates (`"exposure_date": "2020-06-10"`), as
+/// everywhere in the API; the events keep their own encoding of a date.
+fn iso_dates_in_evidence(mut evidence: serde_json::Value) -> Result<serde_json::Value> {
+    if let Some(fields) = evidence.as_object_mut() {
+        for (key, value) in fields.iter_mut() {
+            let is_date = key == "date" || key.ends_with("_date");
+            if let (true, Some(text)) = (is_date, value.as_str()) {
+                let field = format!("evidence.{key}");
+                let date = parse_date(&field, text)?;
+                *value = serde_json::to_value(date).map_err(|e| invalid(&field, e))?;
+            }
+        }
+    }
+    Ok(evidence)
 }
 
 fn ext(value: Option<Json<serde_json::Value>>) -> Result<Option<BizExt>> {
@@ -367,6 +405,9 @@ impl HealthCodeMutation {
         let home = api::division(api, "homeRegion", &input.home_region)?;
         let residence = api::division(api, "residence", &input.residence)?;
         let document = IdentityDocument::parse(&input.id_kind, &input.id_number).map_err(domain)?;
+        document
+            .check_plausible(api.clock.now().date(), &api.divisions)
+            .map_err(domain)?;
         let personal = PersonalData::new(document, &input.name, &input.phone).map_err(domain)?;
         let recorded = api
             .service
@@ -614,8 +655,8 @@ impl HealthCodeMutation {
         let actor = caller(ctx)?;
         let api = api(ctx)?;
         let person = api::person_id("personId", &person_id)?;
-        let evidence: Evidence =
-            serde_json::from_value(evidence.0).map_err(|e| invalid("evidence", e.to_string()))?;
+        let evidence: Evidence = serde_json::from_value(iso_dates_in_evidence(evidence.0)?)
+            .map_err(|e| invalid("evidence", e.to_string()))?;
         let id = match evidence_id {
             Some(id) => EventId::parse(&id).map_err(|e| invalid("evidenceId", e))?,
             None => EventId::new(),
