@@ -181,6 +181,7 @@ pub struct Verifier {
     keys: Vec<Key>,
     issuer: Option<String>,
     audience: Option<String>,
+    divisions: Option<std::sync::Arc<tongban_kernel::Divisions>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -286,7 +287,33 @@ impl Verifier {
             keys,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
+            divisions: None,
         })
+    }
+
+    /// Also refuses tokens whose regions are not divisions that exist.
+    pub fn with_divisions(mut self, divisions: std::sync::Arc<tongban_kernel::Divisions>) -> Self {
+        self.divisions = Some(divisions);
+        self
+    }
+
+    fn check_regions(&self, identity: &Identity) -> Result<(), GatewayError> {
+        let Some(divisions) = &self.divisions else {
+            return Ok(());
+        };
+        let regions: Vec<&DivisionCode> = match &identity.actor.role {
+            Role::HealthOfficial {
+                region,
+                sub_regions,
+            } => std::iter::once(region).chain(sub_regions).collect(),
+            _ => identity.official_region.iter().map(|r| &r.0).collect(),
+        };
+        for region in regions {
+            divisions
+                .check(region)
+                .map_err(|e| bad(format!("token region {region} does not exist: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Verifies an `Authorization` header value.
@@ -348,7 +375,9 @@ impl Verifier {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
                 Ok(data) => {
                     check_times(&data.claims)?;
-                    return data.claims.identity();
+                    let identity = data.claims.identity()?;
+                    self.check_regions(&identity)?;
+                    return Ok(identity);
                 }
                 Err(e) => {
                     last = match e.kind() {
@@ -504,6 +533,21 @@ mod tests {
         .unwrap();
         let err = v.verify(&not_yet).unwrap_err();
         assert!(err.to_string().contains("not valid yet"), "{err}");
+    }
+
+    #[test]
+    fn a_health_official_of_a_region_that_does_not_exist_is_refused() {
+        let secret = Secret::new("k".repeat(64));
+        let divisions = std::sync::Arc::new(tongban_kernel::Divisions::load_default().unwrap());
+        let v = verifier(&secret, Mode::Development).with_divisions(divisions);
+        let mut official = claims("health_official", soon());
+        official.region = Some("119999".into());
+        let err = v
+            .verify(&mint_dev(&secret, &official).unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        official.region = Some("110106".into());
+        v.verify(&mint_dev(&secret, &official).unwrap()).unwrap();
     }
 
     #[test]

@@ -392,7 +392,14 @@ impl Config {
                 other => bail!("TONGBAN_MODE={other:?} must be development or production"),
             };
         }
-        env_parse("LISTEN", &mut config.listen)?;
+        if let Some(l) = env("LISTEN") {
+            use std::net::ToSocketAddrs as _;
+            config.listen = l
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| anyhow::anyhow!("TONGBAN_LISTEN={l:?} is not host:port"))?;
+        }
         if let Some(d) = env("DATA") {
             config.data = PathBuf::from(d);
         }

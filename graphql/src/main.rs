@@ -16,9 +16,16 @@ use tongban_graphql::{demo, server};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Tongban (通办): an event-sourced hub for government services.
+/// Tongban (通办, "handled in one place"): an event-sourced hub for
+/// integrated government services. Health codes, applications and other
+/// services are events in one hash-chained log, projected into read models
+/// and served through one GraphQL gateway with a portal for citizens,
+/// checkpoints, officials and auditors.
+///
+/// Start with `tongban demo --persons 10000` (a seeded Beijing, then
+/// serving on http://127.0.0.1:8080) or `tongban serve` (an empty hub).
 #[derive(Parser, Debug)]
-#[command(name = "tongban", version, about, long_about = None)]
+#[command(name = "tongban", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,8 +40,9 @@ struct NodeArgs {
     /// Data directory (default: ./data, or TONGBAN_DATA).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Address to listen on (default: 127.0.0.1:8080, or TONGBAN_LISTEN).
-    #[arg(long)]
+    /// Address to listen on, `host:port` (default: 127.0.0.1:8080, or
+    /// TONGBAN_LISTEN); a host name such as `localhost:8080` is resolved.
+    #[arg(long, value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// Event store: `embedded` (default) or `esdb://host:port`.
     #[arg(long)]
@@ -129,7 +137,7 @@ struct EsdbServeArgs {
     data: Option<PathBuf>,
     /// Address of the gRPC endpoint (default: 127.0.0.1:2113, or
     /// TONGBAN_ESDB_LISTEN).
-    #[arg(long, visible_alias = "esdb-listen")]
+    #[arg(long, visible_alias = "esdb-listen", value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// The server's TLS certificate chain, a PEM file (or
     /// TONGBAN_ESDB_TLS_CERTIFICATE).
@@ -212,6 +220,7 @@ async fn open(config: Config, clock: Arc<NodeClock>) -> anyhow::Result<(Node, Ve
     };
     let verifier = Verifier::new(&config.auth, config.mode, dev.as_ref())?;
     let node = Node::open(config, clock).await?;
+    let verifier = verifier.with_divisions(node.health_code.divisions.clone());
     Ok((node, verifier))
 }
 
@@ -260,8 +269,29 @@ fn gateway_url(url: &str, users: bool) -> String {
     url
 }
 
+/// `host:port`, resolved (the first address the name has).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    text.to_socket_addrs()
+        .map_err(|e| format!("`{text}` is not host:port ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
+}
+
+/// A user's mistake (a bad flag, an unsafe configuration, a busy data
+/// directory) prints its message and causes, never a backtrace.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     init_tracing();
     let cli = Cli::parse();
     match cli.command {

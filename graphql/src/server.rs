@@ -496,8 +496,10 @@ pub async fn serve(
         .unwrap_or(node.config.listen);
     ready(addr);
     server.run().await.context("the HTTP server failed")?;
+    eprintln!("Tongban: shutting down (signal received): requests drained, stopping projections and flushing the log");
     tracing::info!("stopped serving; flushing");
     drop(state);
     node.close().await;
+    eprintln!("Tongban: stopped");
     Ok(())
 }

@@ -198,6 +198,22 @@ impl Drop for Writer {
     }
 }
 
+/// A file that cannot be opened is an I/O problem (a read-only copy, a full
+/// disk), named as such; anything else redb refuses is not a store.
+fn open_failed(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            let context = if io.kind() == std::io::ErrorKind::PermissionDenied {
+                format!("opening {} (permission denied on it)", path.display())
+            } else {
+                format!("opening {}", path.display())
+            };
+            StoreError::io(context, io)
+        }
+        other => not_a_store(path, other.to_string()),
+    }
+}
+
 fn not_a_store(path: &Path, reason: impl Into<String>) -> StoreError {
     StoreError::NotAStore {
         path: path.to_path_buf(),
@@ -229,11 +245,11 @@ fn open_existing(path: &Path) -> Result<Database, StoreError> {
         // can read it; the header said redb, so let it, then check.
         Err(redb::DatabaseError::RepairAborted) => true,
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(already_open(path)),
-        Err(other) => return Err(not_a_store(path, other.to_string())),
+        Err(other) => return Err(open_failed(path, other)),
     };
     let db = Database::open(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => already_open(path),
-        other => not_a_store(path, other.to_string()),
+        other => open_failed(path, other),
     })?;
     if needs_repair {
         tracing::info!(path = %path.display(), "repaired the store file after an unclean stop");
