@@ -82,6 +82,9 @@ pub struct Limits {
     pub queue_wait_ms: u64,
     /// Most operations (subscriptions included) one WebSocket runs at once.
     pub max_operations_per_connection: usize,
+    /// Longest a WebSocket may stay silent after the upgrade before its
+    /// first message (`connection_init`), ms.
+    pub ws_init_timeout_ms: u64,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// Requests per second per token (or per address without a token).
@@ -106,6 +109,7 @@ impl Default for Limits {
             max_in_flight: 1024,
             queue_wait_ms: 100,
             max_operations_per_connection: 64,
+            ws_init_timeout_ms: 10_000,
             max_body_bytes: 64 * 1024,
             rate_per_second: 5000,
             rate_burst: 10000,
@@ -418,6 +422,13 @@ impl Config {
         env_parse("MAX_COMPLEXITY", &mut config.limits.max_complexity)?;
         env_parse("MAX_BODY_BYTES", &mut config.limits.max_body_bytes)?;
         env_parse("REQUEST_TIMEOUT_MS", &mut config.limits.request_timeout_ms)?;
+        env_parse("MAX_FIELDS", &mut config.limits.max_fields)?;
+        env_parse("MAX_IN_FLIGHT", &mut config.limits.max_in_flight)?;
+        env_parse(
+            "MAX_OPERATIONS_PER_CONNECTION",
+            &mut config.limits.max_operations_per_connection,
+        )?;
+        env_parse("WS_INIT_TIMEOUT_MS", &mut config.limits.ws_init_timeout_ms)?;
         if let Some(k) = env("VAULT_KEK") {
             config.vault.kek = Some(Secret::new(k));
         }

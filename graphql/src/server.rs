@@ -365,8 +365,34 @@ fn subscribe(
             }
             Ok(data)
         })
-        .start(req, payload)
+        .start(
+            req,
+            first_message_within(
+                payload,
+                Duration::from_millis(state.limits.ws_init_timeout_ms),
+            ),
+        )
         .map_err(|e| GatewayError::BadRequest(format!("WebSocket handshake failed: {e}")))
+}
+
+/// A WebSocket that sends nothing after the upgrade (no `connection_init`)
+/// is closed after `limit` instead of holding a connection forever.
+fn first_message_within(
+    payload: web::Payload,
+    limit: Duration,
+) -> impl futures::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>> {
+    futures::stream::unfold((payload, Some(limit)), |(mut payload, limit)| async move {
+        let item = match limit {
+            Some(limit) => match tokio::time::timeout(limit, payload.next()).await {
+                Ok(item) => item,
+                Err(_) => Some(Err(actix_web::error::PayloadError::Io(
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "no connection_init in time"),
+                ))),
+            },
+            None => payload.next().await,
+        };
+        item.map(|item| (item, (payload, None)))
+    })
 }
 
 async fn graphiql(state: web::Data<AppState>) -> HttpResponse {

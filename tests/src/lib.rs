@@ -249,6 +249,20 @@ pub struct Ws {
 }
 
 impl Ws {
+    /// Opens a WebSocket and sends nothing (not even `connection_init`).
+    pub async fn connect_silently(addr: &str, protocol: &str) -> anyhow::Result<Self> {
+        let (_res, framed) = awc::Client::new()
+            .ws(format!("ws://{addr}/graphql"))
+            .protocols([protocol])
+            .connect()
+            .await
+            .map_err(|e| anyhow!("WebSocket connect failed: {e}"))?;
+        Ok(Self {
+            framed,
+            protocol: protocol.into(),
+        })
+    }
+
     async fn connect(addr: &str, protocol: &str, token: &str) -> anyhow::Result<Self> {
         let (_res, framed) = awc::Client::new()
             .ws(format!("ws://{addr}/graphql"))

@@ -76,3 +76,67 @@ async fn a_token_over_its_rate_is_told_to_wait_and_slow_requests_time_out() -> a
     assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT");
     Ok(())
 }
+
+#[actix_web::test]
+async fn websocket_operations_take_the_rate_limit_are_capped_and_a_silent_socket_is_closed(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = spawn_on(
+        dir.path(),
+        &[
+            ("TONGBAN_RATE_PER_SECOND", "1"),
+            ("TONGBAN_RATE_BURST", "4"),
+            ("TONGBAN_MAX_OPERATIONS_PER_CONNECTION", "2"),
+            ("TONGBAN_WS_INIT_TIMEOUT_MS", "500"),
+        ],
+    )?;
+    let admin = app.token("admin", "admin-1", None)?;
+
+    // Two subscriptions run; the third on the same connection is refused.
+    let mut ws = app.ws("graphql-transport-ws", &admin).await?;
+    for id in ["s1", "s2", "s3"] {
+        ws.subscribe(id, "subscription { riskAreaChanged { kind } }")
+            .await?;
+    }
+    let refused = ws.next().await?;
+    assert_eq!(refused["id"], "s3", "{refused}");
+    assert!(
+        refused.to_string().contains("TOO_MANY_OPERATIONS"),
+        "{refused}"
+    );
+
+    // Queries over the socket, one after another, spend the caller's
+    // bucket: past the burst they are refused.
+    let mut ws = app.ws("graphql-transport-ws", &admin).await?;
+    let mut limited = 0;
+    let mut seen = Vec::new();
+    for i in 0..10 {
+        let id = format!("q{i}");
+        ws.subscribe(&id, "{ whoami { role } }").await?;
+        loop {
+            let msg = ws.next().await?;
+            if msg["id"] == id.as_str() && matches!(msg["type"].as_str(), Some("next" | "error")) {
+                if msg.to_string().contains("RATE_LIMITED") {
+                    limited += 1;
+                }
+                seen.push(msg.to_string());
+                break;
+            }
+        }
+    }
+    // At most what is left of the burst (4) and a refill or two get through.
+    assert!(
+        limited >= 4,
+        "{limited} of 10 operations were rate limited: {seen:?}"
+    );
+
+    // A socket that never sends connection_init is closed.
+    let mut silent = tongban_e2e::Ws::connect_silently(&app.addr, "graphql-transport-ws").await?;
+    let closed = silent.next().await;
+    let why = format!("{closed:?}");
+    assert!(
+        closed.is_err() && !why.contains("no WebSocket message within"),
+        "the silent socket stayed open: {why}"
+    );
+    Ok(())
+}
