@@ -843,3 +843,23 @@ async fn production_mode_serves_neither_graphiql_nor_introspection_unless_asked(
     assert!(body["data"]["__schema"].is_null(), "{body}");
     Ok(())
 }
+
+#[actix_web::test]
+async fn a_refused_operation_carries_its_stable_return_code_beside_the_graphql_code(
+) -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    let person = uuid::Uuid::now_v7().to_string();
+    let other = gw.token("citizen", &uuid::Uuid::now_v7().to_string(), None);
+    let (_, body) = gw
+        .post(
+            Some(&other),
+            &format!(r#"mutation {{ declareItinerary(personId: "{person}", trips: [{{mode: RAIL, from: "110101", to: "110106", date: "2020-06-10"}}]) {{ position }} }}"#),
+        )
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["returnCode"], "3001",
+        "{body}"
+    );
+    Ok(())
+}

@@ -609,9 +609,14 @@ impl<S: EventStore> HealthCodeService<S> {
             CorrelationId::new(),
             |s: PersonState, e| s.evolve(e),
             |s, ctx| match decide_person_commands(s, commands, ctx) {
-                Err(HealthCodeError::PersonNotFound(_)) => {
-                    Err(HealthCodeError::PersonNotFound(person_id))
-                }
+                // A citizen acting on someone else learns nothing about
+                // whether that person exists.
+                Err(HealthCodeError::PersonNotFound(_)) => match actor.role {
+                    Role::Citizen { person } if person != person_id => Err(
+                        HealthCodeError::Forbidden("a citizen acts only for themself".into()),
+                    ),
+                    _ => Err(HealthCodeError::PersonNotFound(person_id)),
+                },
                 other => other,
             },
         )

@@ -83,9 +83,16 @@ pub fn forbidden(actor: &Actor, what: &str, who: &str) -> Error {
     )
 }
 
-/// Maps a domain error to a GraphQL error with its `extensions.code`.
+/// Maps a domain error to a GraphQL error with its `extensions.code` and,
+/// beside it, the stable GB/T 38963-style `extensions.returnCode` (see
+/// [`crate::operations::ReturnCode`]).
 pub fn domain(e: HealthCodeError) -> Error {
-    coded(e.extension_code(), e.to_string())
+    let return_code = crate::operations::ReturnCode::of(&e).code();
+    let code = e.extension_code();
+    Error::new(e.to_string()).extend_with(move |_, x| {
+        x.set("code", code);
+        x.set("returnCode", return_code);
+    })
 }
 
 /// Maps a read-side error.
