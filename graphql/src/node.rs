@@ -637,7 +637,14 @@ mod tests {
             .unwrap();
         node.close().await;
         assert!(data.join("vault.redb").exists() && data.join("vault.kek").exists());
-        assert!(data.join("keys").join("region-11.seed").exists());
+        let keys: Vec<_> = std::fs::read_dir(data.join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            keys.len() == 1 && keys[0].starts_with("11-") && keys[0].ends_with(".key"),
+            "{keys:?}"
+        );
         assert_eq!(shared_paths(&data), vec![]);
     }
 
