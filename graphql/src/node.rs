@@ -318,15 +318,15 @@ fn key_encryption_key(config: &Config) -> anyhow::Result<Arc<dyn KeyEncryptionKe
     Ok(Arc::new(kek))
 }
 
-/// Opens the configured key vault: `<data>/vault.redb`, or PostgreSQL
-/// (migrated at start-up). Returns the database too, for region keys.
-fn open_vault(
-    config: &Config,
-    kek: Arc<dyn KeyEncryptionKey>,
-) -> anyhow::Result<(
+/// A vault, and the PostgreSQL database it is in (if it is).
+type OpenedVault = (
     Arc<dyn KeyVault>,
     Option<Arc<tongban_vault_postgres::Database>>,
-)> {
+);
+
+/// Opens the configured key vault: `<data>/vault.redb`, or PostgreSQL
+/// (migrated at start-up). Returns the database too, for region keys.
+fn open_vault(config: &Config, kek: Arc<dyn KeyEncryptionKey>) -> anyhow::Result<OpenedVault> {
     match config.vault_postgres_url()? {
         None => {
             let path = config.data.join("vault.redb");
