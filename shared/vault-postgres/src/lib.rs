@@ -170,17 +170,22 @@ impl Database {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut client: Option<Arc<Client>> = None;
+                    let mut why = String::new();
                     while let Some(job) = inbox.recv().await {
                         if client.as_ref().is_none_or(|c| c.is_closed()) {
-                            client = connect(&thread_url, &thread_shown)
-                                .await
-                                .map(Arc::new)
-                                .map_err(|e| tracing::warn!(error = %e, "vault database"))
-                                .ok();
+                            client = match connect(&thread_url, &thread_shown).await {
+                                Ok(c) => Some(Arc::new(c)),
+                                Err(PgError::Connect { message, .. }) => {
+                                    why = message;
+                                    None
+                                }
+                                Err(other) => {
+                                    why = other.to_string();
+                                    None
+                                }
+                            };
                         }
-                        let given = client.clone().ok_or_else(|| {
-                            format!("failed to connect to the vault at {thread_shown}")
-                        });
+                        let given = client.clone().ok_or_else(|| why.clone());
                         tokio::spawn(job(given));
                     }
                 });

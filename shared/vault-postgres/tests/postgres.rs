@@ -169,6 +169,8 @@ fn a_vault_that_does_not_answer_is_named_in_the_error() {
         "{message}"
     );
     assert!(!message.contains("hunter2"), "{message}");
+    assert_eq!(message.matches("failed to connect").count(), 1, "{message}");
+    assert!(message.contains("refused"), "the reason: {message}");
 }
 
 fn beijing() -> DivisionCode {
