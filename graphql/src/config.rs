@@ -279,6 +279,11 @@ impl EsdbServeConfig {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VaultConfig {
+    /// Where the personal-data keys live: `embedded` (default:
+    /// `<data>/vault.redb`, one node) or `postgres://user@host:port/db`,
+    /// which every replica shares (`--vault`, `TONGBAN_VAULT`). A secret:
+    /// it may hold a password.
+    pub url: Option<Secret>,
     /// A file holding the key-encryption key (32 bytes as 64 hex digits or
     /// base64), outside the data directory (`TONGBAN_VAULT_KEK_FILE`).
     pub kek_file: Option<PathBuf>,
@@ -287,6 +292,41 @@ pub struct VaultConfig {
     /// of it.
     #[serde(skip)]
     pub kek: Option<Secret>,
+}
+
+/// Where region signing keys are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStoreKind {
+    /// Key files in `[keys] dir`.
+    Files,
+    /// The vault's PostgreSQL database (`[vault] url`).
+    Postgres,
+}
+
+/// Region signing keys.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// `files` or `postgres`; default: `postgres` when the vault is in
+    /// PostgreSQL, else `files` (`TONGBAN_KEYS_STORE`).
+    pub store: Option<KeyStoreKind>,
+    /// The key files' directory (default `<data>/keys`; `TONGBAN_KEYS_DIR`,
+    /// `--keys-dir`). Replicas sharing files point at one directory.
+    pub dir: Option<PathBuf>,
+    /// How often a node reloads the keys to pick up rotations made
+    /// elsewhere, seconds (it also reloads on a key id it does not know).
+    pub reload_secs: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            store: None,
+            dir: None,
+            reload_secs: 5,
+        }
+    }
 }
 
 /// The whole configuration.
@@ -318,8 +358,10 @@ pub struct Config {
     pub introspection: Option<bool>,
     /// `tongban esdb-serve`.
     pub esdb_serve: EsdbServeConfig,
-    /// The key vault's key-encryption key.
+    /// The key vault: where, and its key-encryption key.
     pub vault: VaultConfig,
+    /// Region signing keys.
+    pub keys: KeysConfig,
 }
 
 impl Default for Config {
@@ -338,6 +380,7 @@ impl Default for Config {
             introspection: None,
             esdb_serve: EsdbServeConfig::default(),
             vault: VaultConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -355,6 +398,10 @@ pub struct Overrides {
     pub store: Option<String>,
     /// `--allow-remote-development`.
     pub allow_remote_development: bool,
+    /// `--vault`.
+    pub vault: Option<String>,
+    /// `--keys-dir`.
+    pub keys_dir: Option<PathBuf>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -435,6 +482,20 @@ impl Config {
         if let Some(f) = env("VAULT_KEK_FILE") {
             config.vault.kek_file = Some(PathBuf::from(f));
         }
+        if let Some(v) = env("VAULT") {
+            config.vault.url = Some(Secret::new(v));
+        }
+        if let Some(d) = env("KEYS_DIR") {
+            config.keys.dir = Some(PathBuf::from(d));
+        }
+        if let Some(k) = env("KEYS_STORE") {
+            config.keys.store = Some(match k.to_ascii_lowercase().as_str() {
+                "files" => KeyStoreKind::Files,
+                "postgres" => KeyStoreKind::Postgres,
+                other => bail!("TONGBAN_KEYS_STORE={other:?} must be files or postgres"),
+            });
+        }
+        env_parse("KEYS_RELOAD_SECS", &mut config.keys.reload_secs)?;
         if let Some(j) = env("JWKS_FILE") {
             config.auth.jwks_file = Some(PathBuf::from(j));
         }
@@ -467,6 +528,12 @@ impl Config {
         }
         if let Some(s) = &flags.store {
             config.store = Some(s.clone());
+        }
+        if let Some(v) = &flags.vault {
+            config.vault.url = Some(Secret::new(v.clone()));
+        }
+        if let Some(d) = &flags.keys_dir {
+            config.keys.dir = Some(d.clone());
         }
         if let Some(v) = env("ALLOW_REMOTE_DEVELOPMENT") {
             config.allow_remote_development = matches!(v.as_str(), "1" | "true" | "yes");
@@ -526,6 +593,44 @@ impl Config {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The vault's PostgreSQL URL, when the vault is in PostgreSQL (`None`
+    /// for the embedded vault); an unknown kind of vault is an error.
+    pub fn vault_postgres_url(&self) -> anyhow::Result<Option<&str>> {
+        match self.vault.url.as_ref().map(Secret::expose) {
+            None | Some("embedded") => Ok(None),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Some(url))
+            }
+            Some(_) => bail!(
+                "unknown vault (--vault, TONGBAN_VAULT, [vault] url): use `embedded` or \
+                 `postgres://user@host:port/database`"
+            ),
+        }
+    }
+
+    /// Where region keys are kept: as configured, else in PostgreSQL with a
+    /// PostgreSQL vault (what replicas share) unless a key directory is set.
+    pub fn key_store(&self) -> anyhow::Result<KeyStoreKind> {
+        let postgres = self.vault_postgres_url()?.is_some();
+        Ok(match self.keys.store {
+            Some(KeyStoreKind::Postgres) if !postgres => bail!(
+                "[keys] store = \"postgres\" keeps region keys in the vault's database, but the \
+                 vault is embedded: set [vault] url (--vault, TONGBAN_VAULT) to postgres://…"
+            ),
+            Some(kind) => kind,
+            None if postgres && self.keys.dir.is_none() => KeyStoreKind::Postgres,
+            None => KeyStoreKind::Files,
+        })
+    }
+
+    /// The key files' directory: `[keys] dir`, or `<data>/keys`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.keys
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data.join("keys"))
     }
 
     fn from_file(path: &Path) -> anyhow::Result<Self> {
@@ -662,6 +767,22 @@ mod tests {
         };
         let err = c.check_serving().unwrap_err().to_string();
         assert!(err.contains("token verification keys"), "{err}");
+    }
+
+    #[test]
+    fn region_keys_follow_a_postgres_vault_unless_a_key_directory_is_set() {
+        let mut c = Config::default();
+        assert_eq!(c.key_store().unwrap(), KeyStoreKind::Files);
+        assert_eq!(c.keys_dir(), PathBuf::from("data").join("keys"));
+        c.vault.url = Some(Secret::new("postgres://postgres@127.0.0.1/hub"));
+        assert_eq!(c.key_store().unwrap(), KeyStoreKind::Postgres);
+        c.keys.dir = Some("/etc/tongban/keys".into());
+        assert_eq!(c.key_store().unwrap(), KeyStoreKind::Files);
+        c.vault.url = Some(Secret::new("mysql://x"));
+        assert!(c.vault_postgres_url().is_err());
+        let c: Config = toml::from_str("[keys]\nstore = \"postgres\"\n").unwrap();
+        let err = c.key_store().unwrap_err().to_string();
+        assert!(err.contains("[vault] url"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,15 @@ struct NodeArgs {
     /// otherwise: development mode hands out demo tokens).
     #[arg(long)]
     allow_remote_development: bool,
+    /// Key vault: `embedded` (default, `<data>/vault.redb`) or
+    /// `postgres://user@host:port/database`, shared by replicas (or
+    /// TONGBAN_VAULT, [vault] url).
+    #[arg(long)]
+    vault: Option<String>,
+    /// Directory of the region key files (default: `<data>/keys`, or
+    /// TONGBAN_KEYS_DIR, [keys] dir).
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -61,6 +70,8 @@ impl NodeArgs {
             listen: self.listen,
             store: self.store.clone(),
             allow_remote_development: self.allow_remote_development,
+            vault: self.vault.clone(),
+            keys_dir: self.keys_dir.clone(),
         })
     }
 
@@ -121,6 +132,116 @@ enum Command {
     /// non-loopback address needs users and TLS ([esdb_serve] in
     /// tongban.toml, TONGBAN_ESDB_*).
     EsdbServe(EsdbServeArgs),
+    /// Region signing keys, in the store every replica reads (key files or
+    /// the vault's PostgreSQL): list, rotate, retire. Running nodes pick
+    /// changes up within `[keys] reload_secs`.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysAction {
+    /// Lists the keys: region, key id, status, not-before.
+    List {
+        /// Only this region's keys (division code, e.g. 11).
+        #[arg(long)]
+        region: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Creates a new key for a region, which signs its codes from now on;
+    /// the older keys still verify the codes they signed until retired.
+    Rotate {
+        /// The region (division code, e.g. 11).
+        #[arg(long)]
+        region: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Retires a key: codes it signed are refused from now on (the key
+    /// that signs cannot be retired: rotate first).
+    Retire {
+        /// The region (division code).
+        #[arg(long)]
+        region: String,
+        /// The key id (see `tongban keys list`).
+        #[arg(long)]
+        kid: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+fn region_arg(text: &str) -> anyhow::Result<tongban_kernel::DivisionCode> {
+    tongban_kernel::DivisionCode::parse(text.trim())
+        .map_err(|e| anyhow::anyhow!("--region {text:?} is not a division code: {e}"))
+}
+
+fn print_keys(keys: &[tongban_health_code::region_keys::PublicRegionKey]) {
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<8} {:<28} {:<17} {:<22} RETIRED-AT",
+        "REGION", "KID", "STATUS", "NOT-BEFORE"
+    );
+    for key in keys {
+        let status = match (key.status.as_str(), key.signing) {
+            (status, true) => format!("{status} (signs)"),
+            (status, false) => status.to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:<28} {:<17} {:<22} {}",
+            key.region,
+            key.kid,
+            status,
+            fmt(key.not_before),
+            key.retired_at.map(fmt).unwrap_or_else(|| "-".into())
+        );
+    }
+    let _ = out.flush();
+}
+
+fn keys(action: KeysAction) -> anyhow::Result<()> {
+    use tongban_health_code::region_keys::published;
+    match action {
+        KeysAction::List { region, node } => {
+            let store = tongban_graphql::node::region_key_store(&node.config()?)?;
+            let region = region.as_deref().map(region_arg).transpose()?;
+            let keys = published(&store.load()?);
+            let shown: Vec<_> = keys
+                .into_iter()
+                .filter(|k| region.is_none_or(|r| k.region == r.to_string()))
+                .collect();
+            print_keys(&shown);
+        }
+        KeysAction::Rotate { region, node } => {
+            let store = tongban_graphql::node::region_key_store(&node.config()?)?;
+            let region = region_arg(&region)?;
+            let key = store.rotate(region)?;
+            println!(
+                "region {region}: {} signs from now on; older keys verify until retired \
+                 (running nodes reload within [keys] reload_secs)",
+                key.kid()
+            );
+        }
+        KeysAction::Retire { region, kid, node } => {
+            let store = tongban_graphql::node::region_key_store(&node.config()?)?;
+            let region = region_arg(&region)?;
+            let key = store.retire(region, kid.trim())?;
+            println!(
+                "region {region}: {} retired; codes it signed are refused",
+                key.kid()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `tongban esdb-serve`: flags override `[esdb_serve]` and `TONGBAN_ESDB_*`.
@@ -359,6 +480,7 @@ async fn run() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Keys { action } => keys(action),
         Command::EsdbServe(args) => {
             let config = args.config()?;
             let endpoint_config = config.esdb_serve.endpoint(args.insecure_allow_remote)?;

@@ -1,8 +1,11 @@
 //! A node: what `serve` and `demo` run on. Opens the event store (embedded
-//! under `<data>/events`, or EventStoreDB with `--store esdb://…`), the read models (`<data>/projections`), the
-//! key vault (`<data>/vault.redb`), region keys (`<data>/keys`), starts the
-//! projections and builds every service's context (health code, catalogue,
-//! applications and inbox), and runs the residence process manager.
+//! under `<data>/events`, or EventStoreDB with `--store esdb://…`), the
+//! read models (`<data>/projections`), the key vault (`<data>/vault.redb`,
+//! or PostgreSQL with `--vault postgres://…`, which replicas share), region
+//! keys (files in `<data>/keys` or `[keys] dir`, or the vault's
+//! PostgreSQL; reloaded every `[keys] reload_secs`), starts the projections
+//! and builds every service's context (health code, catalogue, applications
+//! and inbox), and runs the residence process manager.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,6 +24,7 @@ use tongban_health_code::graphql::{HealthCodeApi, Keyring, SharedStore};
 use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::OverrideConfig;
 use tongban_health_code::projections::HealthCodeViews;
+use tongban_health_code::region_keys::{FileRegionKeys, RegionKeyStore};
 use tongban_health_code::vault::kek::development_kek_path;
 use tongban_health_code::vault::{KeyEncryptionKey, KeyVault, LocalKek, RedbKeyVault};
 use tongban_kernel::{Clock, Divisions};
@@ -33,7 +37,7 @@ use tongban_store::{
     SubscribeFrom, Subscription,
 };
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, KeyStoreKind, Mode};
 use crate::metrics::Metrics;
 
 /// The system clock, which the demo can hold at a simulated time while it
@@ -187,6 +191,7 @@ pub struct Node {
     /// The applications' and inbox's context.
     pub cases: Arc<CasesApi>,
     residence: tokio::task::JoinHandle<()>,
+    key_reload: tokio::task::JoinHandle<()>,
     embedded: Option<EmbeddedStore>,
 }
 
@@ -313,6 +318,69 @@ fn key_encryption_key(config: &Config) -> anyhow::Result<Arc<dyn KeyEncryptionKe
     Ok(Arc::new(kek))
 }
 
+/// A vault, and the PostgreSQL database it is in (if it is).
+type OpenedVault = (
+    Arc<dyn KeyVault>,
+    Option<Arc<tongban_vault_postgres::Database>>,
+);
+
+/// Opens the configured key vault: `<data>/vault.redb`, or PostgreSQL
+/// (migrated at start-up). Returns the database too, for region keys.
+fn open_vault(config: &Config, kek: Arc<dyn KeyEncryptionKey>) -> anyhow::Result<OpenedVault> {
+    match config.vault_postgres_url()? {
+        None => {
+            let path = config.data.join("vault.redb");
+            let vault = RedbKeyVault::open(&path, kek)
+                .with_context(|| format!("failed to open the key vault {}", path.display()))?;
+            Ok((Arc::new(vault), None))
+        }
+        Some(url) => {
+            let db = tongban_vault_postgres::Database::connect(url)?;
+            let vault = tongban_vault_postgres::PostgresKeyVault::open(db.clone(), kek)
+                .with_context(|| format!("failed to open the key vault at {}", db.shown_url()))?;
+            Ok((Arc::new(vault), Some(db)))
+        }
+    }
+}
+
+/// Opens the configured region key store: key files (`[keys] dir`, default
+/// `<data>/keys`) or the vault's PostgreSQL (`db`, connected if `None`).
+fn open_key_store(
+    config: &Config,
+    kek: Option<Arc<dyn KeyEncryptionKey>>,
+    db: Option<Arc<tongban_vault_postgres::Database>>,
+) -> anyhow::Result<Arc<dyn RegionKeyStore>> {
+    match config.key_store()? {
+        KeyStoreKind::Files => {
+            let dir = config.keys_dir();
+            let store = FileRegionKeys::open(&dir)
+                .with_context(|| format!("failed to open the region keys in {}", dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        KeyStoreKind::Postgres => {
+            let db = match db {
+                Some(db) => db,
+                None => match config.vault_postgres_url()? {
+                    Some(url) => tongban_vault_postgres::Database::connect(url)?,
+                    None => bail!("region keys in PostgreSQL need [vault] url = postgres://…"),
+                },
+            };
+            let kek = match kek {
+                Some(kek) => kek,
+                None => key_encryption_key(config)?,
+            };
+            let store = tongban_vault_postgres::PostgresRegionKeys::open(db.clone(), kek)
+                .with_context(|| format!("failed to open the region keys at {}", db.shown_url()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The region key store of `config`, for `tongban keys` (no node opened).
+pub fn region_key_store(config: &Config) -> anyhow::Result<Arc<dyn RegionKeyStore>> {
+    open_key_store(config, None, None)
+}
+
 /// Whether `file` lies under `dir` (both resolved when they exist).
 fn is_inside(file: &Path, dir: &Path) -> bool {
     let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
@@ -361,11 +429,8 @@ impl Node {
                 .start(projection)
                 .with_context(|| format!("failed to start the {name} projection"))?;
         }
-        let vault_path = data.join("vault.redb");
-        let vault: Arc<dyn KeyVault> =
-            Arc::new(RedbKeyVault::open(&vault_path, kek).with_context(|| {
-                format!("failed to open the key vault {}", vault_path.display())
-            })?);
+        let (vault, database) = open_vault(&config, kek.clone())?;
+        let key_store = open_key_store(&config, Some(kek), database)?;
         let service = Arc::new(HealthCodeService::new(
             Arc::new(store.clone()),
             clock.clone(),
@@ -377,11 +442,15 @@ impl Node {
             .rebuild()
             .await
             .context("failed to load the health-code history")?;
-        let keyring =
-            Arc::new(Keyring::open(data.join("keys")).context("failed to open the region keys")?);
+        let keyring = Arc::new(Keyring::new(key_store));
         keyring
-            .install_all(&service)
+            .reload(&service)
             .context("failed to install the region keys")?;
+        let key_reload = tokio::spawn(reload_keys(
+            keyring.clone(),
+            service.clone(),
+            Duration::from_secs(config.keys.reload_secs.max(1)),
+        ));
         tracing::info!(events = loaded, "health-code history loaded");
         let read_wait = Duration::from_millis(config.limits.read_wait_ms);
         let shared = Arc::new(store.clone());
@@ -443,6 +512,7 @@ impl Node {
             catalog,
             cases,
             residence,
+            key_reload,
             embedded,
         })
     }
@@ -456,11 +526,14 @@ impl Node {
             catalog,
             cases,
             residence,
+            key_reload,
             store,
             ..
         } = self;
         residence.abort();
         let _ = residence.await;
+        key_reload.abort();
+        let _ = key_reload.await;
         drop((health_code, catalog, cases));
         drop(store);
         match Arc::try_unwrap(runner) {
@@ -469,6 +542,28 @@ impl Node {
         }
         if let Some(store) = embedded {
             store.close().await;
+        }
+    }
+}
+
+/// Reloads the region keys every `every`, so that a rotation or a
+/// retirement made through another replica (or `tongban keys`) reaches
+/// this one. The store is read on a blocking thread (PostgreSQL calls wait).
+async fn reload_keys(
+    keyring: Arc<Keyring>,
+    service: Arc<HealthCodeService<SharedStore>>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (keyring, service) = (keyring.clone(), service.clone());
+        match tokio::task::spawn_blocking(move || keyring.reload(&service)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "failed to reload the region keys"),
+            Err(error) => tracing::warn!(%error, "the region key reload stopped"),
         }
     }
 }
@@ -542,7 +637,14 @@ mod tests {
             .unwrap();
         node.close().await;
         assert!(data.join("vault.redb").exists() && data.join("vault.kek").exists());
-        assert!(data.join("keys").join("region-11.seed").exists());
+        let keys: Vec<_> = std::fs::read_dir(data.join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            keys.len() == 1 && keys[0].starts_with("11-") && keys[0].ends_with(".key"),
+            "{keys:?}"
+        );
         assert_eq!(shared_paths(&data), vec![]);
     }
 

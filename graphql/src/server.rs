@@ -1,6 +1,8 @@
 //! The HTTP application: `/graphql` (POST, GET, WebSocket with
 //! `graphql-transport-ws` and `graphql-ws`), `/graphiql`, `/healthz`,
-//! `/readyz`, `/metrics`, and the portal at `/` (see [`crate::portal`]).
+//! `/readyz`, `/metrics`, the hub's public region keys at
+//! `/.well-known/tongban/keys.json` (no authentication: peers and offline
+//! verifiers fetch it), and the portal at `/` (see [`crate::portal`]).
 //!
 //! Before a request runs: the bearer token is verified (401 with the reason
 //! otherwise), the caller's rate limit is taken (429, keyed on the verified
@@ -56,6 +58,8 @@ pub struct AppState {
     pub store: Arc<dyn EventStore>,
     /// Whether `/graphiql` is served.
     pub graphiql: bool,
+    /// Region signing keys (their public halves are published).
+    pub keys: Arc<tongban_health_code::graphql::Keyring>,
 }
 
 fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, GatewayError> {
@@ -442,6 +446,18 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     res.json(json!({"ready": ready, "detail": detail}))
 }
 
+/// Where a hub publishes its region keys.
+pub const PUBLIC_KEYS_PATH: &str = "/.well-known/tongban/keys.json";
+
+/// The hub's public region keys (as last loaded): region, kid, algorithm,
+/// public key (base64url), status, whether it signs, not-before. Retired
+/// keys stay listed so that verifiers elsewhere drop them too.
+async fn public_keys(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .json(json!({ "keys": state.keys.published() }))
+}
+
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let head = state
         .store
@@ -471,6 +487,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .route(PUBLIC_KEYS_PATH, web::get().to(public_keys))
         .configure(crate::portal::routes);
 }
 
@@ -492,6 +509,7 @@ pub fn app_state(node: &Node, verifier: Verifier) -> web::Data<AppState> {
         runner: node.runner.clone(),
         store: node.store.clone(),
         graphiql: node.config.graphiql_enabled(),
+        keys: node.health_code.keyring.clone(),
     })
 }
 

@@ -22,12 +22,16 @@ struct Gateway {
 }
 
 async fn gateway_with(limits: Limits) -> anyhow::Result<Gateway> {
+    gateway_configured(|c| c.limits = limits).await
+}
+
+async fn gateway_configured(configure: impl FnOnce(&mut Config)) -> anyhow::Result<Gateway> {
     let dir = tempfile::tempdir()?;
-    let config = Config {
+    let mut config = Config {
         data: dir.path().to_path_buf(),
-        limits,
         ..Config::default()
     };
+    configure(&mut config);
     let secret = auth::dev_key(&config.data, true)?.expect("created");
     let verifier = Verifier::new(&config.auth, config.mode, Some(&secret))?;
     let node = Node::open(config, Arc::new(NodeClock::default())).await?;
@@ -862,4 +866,231 @@ async fn a_refused_operation_carries_its_stable_return_code_beside_the_graphql_c
         "{body}"
     );
     Ok(())
+}
+
+// ---- shared secrets for replicas: the vault and the region keys ----------
+
+/// A PostgreSQL database of this test's own (unique name), dropped at the
+/// end: `TONGBAN_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432`
+/// (`infra/scripts/test.sh` starts one).
+struct TestDb {
+    admin: Arc<tongban_vault_postgres::Database>,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn new() -> anyhow::Result<Self> {
+        let server = std::env::var("TONGBAN_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let admin = tongban_vault_postgres::Database::connect(&format!("{server}/postgres"))?;
+        let name = format!("tongban_test_{}", uuid::Uuid::new_v4().simple());
+        let create = format!("CREATE DATABASE {name}");
+        admin.run(move |c| async move { c.batch_execute(&create).await })?;
+        Ok(Self {
+            admin,
+            url: format!("{server}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = self
+            .admin
+            .run(move |c| async move { c.batch_execute(&drop).await });
+    }
+}
+
+const SHARED_KEK: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+fn beijing() -> tongban_kernel::DivisionCode {
+    tongban_kernel::DivisionCode::parse("11").expect("a division code")
+}
+
+impl Gateway {
+    fn node(&self) -> &Node {
+        &self._node
+    }
+
+    async fn get(&self, uri: &str) -> (u16, Value) {
+        self.call(
+            test::TestRequest::get()
+                .uri(uri)
+                .peer_addr("203.0.113.9:4000".parse::<SocketAddr>().expect("addr")),
+        )
+        .await
+    }
+
+    /// Registers a person in Beijing and returns their code's text.
+    async fn code_of_a_new_person(&self) -> String {
+        let person = uuid::Uuid::now_v7().to_string();
+        let citizen = self.token("citizen", &person, None);
+        let (status, body) = self
+            .post(
+                Some(&citizen),
+                r#"mutation { registerPerson(input: {homeRegion: "11", residence: "110106018002", idKind: "passport", idNumber: "E7654321", name: "李明", phone: "13900000000"}) { position } }"#,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = self
+            .post(Some(&citizen), "mutation { generateCode { text } }")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["generateCode"]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a code: {body}"))
+            .to_owned()
+    }
+
+    /// Whether this hub's verifyCode finds `code` valid (signed by a key it
+    /// accepts; the holder is green).
+    async fn verifies(&self, code: &str) -> bool {
+        let admin = self.token("admin", "ops", None);
+        let literal = serde_json::to_string(code).expect("a string");
+        let (status, body) = self
+            .post(
+                Some(&admin),
+                &format!("{{ verifyCode(code: {literal}) {{ valid reasonCode }} }}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["verifyCode"]["valid"] == true
+    }
+}
+
+#[actix_web::test]
+async fn the_hub_publishes_its_public_region_keys_at_a_well_known_url_without_a_token(
+) -> anyhow::Result<()> {
+    let gw = gateway().await?;
+    gw.node().health_code.ensure_key_for(beijing())?;
+    let (status, body) = gw.get("/.well-known/tongban/keys.json").await;
+    assert_eq!(status, 200, "{body}");
+    let key = &body["keys"][0];
+    assert_eq!(key["region"], "11", "{body}");
+    assert!(key["kid"].as_str().is_some_and(|k| k.starts_with("11-")));
+    assert_eq!(key["algorithm"], "EdDSA");
+    assert_eq!(key["status"], "active");
+    assert_eq!(key["signing"], true);
+    assert!(key["notBefore"].as_str().is_some_and(|t| t.contains('T')));
+    let public = key["publicKey"].as_str().unwrap_or_default();
+    assert_eq!(
+        public.len(),
+        43,
+        "32 bytes in base64url without padding: {public}"
+    );
+    assert!(public
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    Ok(())
+}
+
+/// Two replicas configured alike (`configure`): a code from one verifies
+/// at the other; after a rotation the new key signs and the old code
+/// still verifies; a retired key's codes are refused.
+async fn replicas_share_region_keys(configure: impl Fn(&mut Config)) -> anyhow::Result<()> {
+    let configure = |c: &mut Config| {
+        configure(c);
+        c.keys.reload_secs = 1;
+    };
+    let a = gateway_configured(configure).await?;
+    let b = gateway_configured(configure).await?;
+    let old_code = a.code_of_a_new_person().await;
+    // B opened before A created the key: it loads it on the unknown kid.
+    assert!(b.verifies(&old_code).await, "B verifies A's code");
+
+    let store = a.node().health_code.keyring.store().clone();
+    let old = store.load()?[0].kid().to_owned();
+    let new = store.rotate(beijing())?;
+    // B picks the rotation up at its next reload (every second here).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let new_code = b.code_of_a_new_person().await;
+    let kid_of = |text: &str| {
+        tongban_health_code::token::parse_text(text)
+            .ok()
+            .and_then(|t| tongban_health_code::token::peek_kid(&t))
+    };
+    assert_eq!(
+        kid_of(&new_code).as_deref(),
+        Some(new.kid()),
+        "the new key signs"
+    );
+    assert!(a.verifies(&new_code).await && b.verifies(&new_code).await);
+    assert!(a.verifies(&old_code).await, "the old key still verifies");
+
+    store.retire(beijing(), &old)?;
+    for gw in [&a, &b] {
+        gw.node()
+            .health_code
+            .keyring
+            .reload(&gw.node().health_code.service)?;
+        assert!(
+            !gw.verifies(&old_code).await,
+            "a retired key verifies nothing"
+        );
+        assert!(gw.verifies(&new_code).await);
+    }
+    let (_, body) = b.get("/.well-known/tongban/keys.json").await;
+    let statuses: Vec<_> = body["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap_or_default().to_owned(),
+                k["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (old, json!("retired")),
+            (new.kid().to_owned(), json!("active"))
+        ]
+    );
+    Ok(())
+}
+
+#[actix_web::test]
+async fn two_replicas_with_one_key_directory_verify_each_others_codes_across_rotation(
+) -> anyhow::Result<()> {
+    let keys = tempfile::tempdir()?;
+    let dir = keys.path().to_path_buf();
+    replicas_share_region_keys(move |c| c.keys.dir = Some(dir.clone())).await
+}
+
+#[actix_web::test]
+async fn two_replicas_on_one_postgres_share_personal_data_keys_erasure_and_region_keys(
+) -> anyhow::Result<()> {
+    use tongban_health_code::resident_id::{IdentityDocument, ResidentId};
+    use tongban_health_code::vault::{open, seal, PersonalData, VaultError};
+    let db = TestDb::new()?;
+    let url = db.url.clone();
+    let configure = move |c: &mut Config| {
+        c.vault.url = Some(tongban_graphql::config::Secret::new(url.clone()));
+        c.vault.kek = Some(tongban_graphql::config::Secret::new(SHARED_KEK));
+    };
+    {
+        let a = gateway_configured(&configure).await?;
+        let b = gateway_configured(&configure).await?;
+        let person = tongban_kernel::PersonId::from_u128(0x5eed);
+        let data = PersonalData::new(
+            IdentityDocument::ResidentId(ResidentId::parse("11010519491231002X")?),
+            "张三",
+            "+8613800000000",
+        )?;
+        let (vault_a, vault_b) = (&a.node().health_code.vault, &b.node().health_code.vault);
+        let sealed = seal(vault_a.as_ref(), person, &data)?;
+        assert_eq!(open(vault_b.as_ref(), person, &sealed)?, data);
+        assert!(vault_b.erase(person)?);
+        assert_eq!(
+            open(vault_a.as_ref(), person, &sealed),
+            Err(VaultError::KeyErased(person)),
+            "an erasure through one replica is an erasure at the other"
+        );
+    }
+    replicas_share_region_keys(configure).await
 }

@@ -388,6 +388,33 @@ impl<S: EventStore> HealthCodeService<S> {
         }
     }
 
+    /// Replaces every region key at once (what a keyring loaded from its
+    /// store): `signing` are the keys that sign, one per region; they and
+    /// `verifying` (older keys not retired) make the directory. A key left
+    /// out — a retired one — verifies nothing any more.
+    pub fn replace_region_keys(&self, signing: Vec<RegionKey>, verifying: Vec<RegionKey>) {
+        let mut directory = KeyDirectory::new();
+        for key in signing.iter().chain(&verifying) {
+            directory.publish(key.published());
+        }
+        let signers = signing
+            .into_iter()
+            .map(|key| (key.region(), RegionSigner::new(key)))
+            .collect();
+        *write_lock(&self.signers) = signers;
+        *write_lock(&self.directory) = Arc::new(directory);
+    }
+
+    /// Whether `region` has a signing key installed.
+    pub fn signs_for(&self, region: DivisionCode) -> bool {
+        read_lock(&self.signers).contains_key(&region)
+    }
+
+    /// Whether the directory holds the key `kid`.
+    pub fn knows_kid(&self, kid: &str) -> bool {
+        read_lock(&self.directory).get(kid).is_some()
+    }
+
     /// The public key directory (what checkpoints carry offline).
     pub fn directory(&self) -> KeyDirectory {
         KeyDirectory::clone(&read_lock(&self.directory))

@@ -19,6 +19,8 @@
 //!   and an alert above a threshold.
 //! - [`token`], [`qr`]: signed code tokens (COSE_Sign1 over CBOR, Ed25519,
 //!   key ids and rotation, offline verification) and their QR rendering.
+//! - [`region_keys`]: region signing keys with ids, status and rotation, in
+//!   a store every replica shares (key files here, PostgreSQL elsewhere).
 //! - [`checkpoint`]: venues, admission policies, place codes and scans.
 //! - [`operations`]: the seven GB/T 38963 operations with BizExtData and
 //!   stable return codes.
@@ -41,6 +43,7 @@ pub mod person;
 pub mod policy;
 pub mod projections;
 pub mod qr;
+pub mod region_keys;
 pub mod resident_id;
 pub mod risk;
 pub mod token;

@@ -376,6 +376,15 @@ pub fn peek_code_claims(token: &[u8]) -> Option<CodeClaims> {
     code_claims(sign1.payload.as_deref()?).ok()
 }
 
+/// The key id in a token's protected header, read *without* verifying
+/// anything (to notice a key this node has not loaded yet).
+pub fn peek_kid(token: &[u8]) -> Option<String> {
+    let sign1 = CoseSign1::from_tagged_slice(token)
+        .or_else(|_| CoseSign1::from_slice(token))
+        .ok()?;
+    String::from_utf8(sign1.protected.header.key_id).ok()
+}
+
 /// Signs a venue's place code.
 pub fn sign_place(key: &RegionKey, claims: &PlaceClaims) -> Result<Vec<u8>, HealthCodeError> {
     let map = vec![

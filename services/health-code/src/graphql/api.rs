@@ -208,6 +208,15 @@ impl HealthCodeApi {
         self.keyring.ensure(&self.service, region).map_err(domain)
     }
 
+    /// Reloads the region keys when `token` names a key this node does not
+    /// know yet (rotated on another replica). A store that fails is logged:
+    /// the token is then judged on the keys already loaded.
+    pub fn refresh_keys_for(&self, token: &[u8]) {
+        if let Err(error) = self.keyring.refresh_for_token(&self.service, token) {
+            tracing::warn!(%error, "failed to reload the region keys for an unknown key id");
+        }
+    }
+
     /// [`ensure_key`](Self::ensure_key) for callers outside GraphQL.
     pub fn ensure_key_for(&self, region: DivisionCode) -> Result<(), HealthCodeError> {
         self.keyring.ensure(&self.service, region)

@@ -1,116 +1,159 @@
-//! Region signing keys kept on disk (`<data>/keys/region-<code>.seed`, mode
-//! 0600 in a 0700 directory, written atomically), created on first use and installed into the service at start, so
-//! codes signed before a restart still verify after it.
+//! The node's view of its region signing keys: loaded from a
+//! [`RegionKeyStore`] that every replica shares (key files in a directory,
+//! by default `<data>/keys`, or PostgreSQL) and installed into the service.
+//! A replica picks up a rotation or a retirement when it reloads: on a
+//! short interval (the gateway's node runs [`Keyring::reload`]), when a
+//! region it must sign for has no key, and when a scanned code names a key
+//! it does not know yet.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use rand::RngCore;
 use tongban_kernel::DivisionCode;
 use tongban_store::EventStore;
 
 use crate::error::HealthCodeError;
 use crate::handler::HealthCodeService;
-use crate::token::RegionKey;
+use crate::region_keys::{
+    published, signing_keys, FileRegionKeys, KeyStatus, PublicRegionKey, RegionKeyError,
+    RegionKeyStore,
+};
+
+/// Least time between two reloads caused by unknown key ids: a stream of
+/// forged kids must not become a stream of reads of the store.
+const MISS_RELOAD_EVERY: Duration = Duration::from_millis(500);
 
 /// The region keys of this node.
-#[derive(Debug)]
 pub struct Keyring {
-    dir: PathBuf,
-    installed: Mutex<BTreeSet<DivisionCode>>,
+    store: Arc<dyn RegionKeyStore>,
+    published: Mutex<Vec<PublicRegionKey>>,
+    last_miss_reload: Mutex<Option<Instant>>,
 }
 
-fn key_error(what: &str, path: &Path, e: impl std::fmt::Display) -> HealthCodeError {
-    HealthCodeError::Vault(format!("{what} {}: {e}", path.display()))
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("store", &self.store.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_error(e: RegionKeyError) -> HealthCodeError {
+    HealthCodeError::Vault(e.to_string())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Keyring {
-    /// A keyring in `dir` (created if missing).
+    /// A keyring of key files in `dir` (created if missing).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, HealthCodeError> {
-        let dir = dir.into();
-        tongban_store::private_fs::create_dir_all(&dir)
-            .map_err(|e| key_error("failed to create the key directory", &dir, e))?;
-        Ok(Self {
-            dir,
-            installed: Mutex::new(BTreeSet::new()),
-        })
+        Ok(Self::new(Arc::new(
+            FileRegionKeys::open(dir).map_err(key_error)?,
+        )))
     }
 
-    fn path(&self, region: &DivisionCode) -> PathBuf {
-        self.dir.join(format!("region-{region}.seed"))
+    /// A keyring over `store`.
+    pub fn new(store: Arc<dyn RegionKeyStore>) -> Self {
+        Self {
+            store,
+            published: Mutex::new(Vec::new()),
+            last_miss_reload: Mutex::new(None),
+        }
     }
 
-    /// Installs every key found on disk into `service`. Returns how many.
+    /// The store the keys come from.
+    pub fn store(&self) -> &Arc<dyn RegionKeyStore> {
+        &self.store
+    }
+
+    /// Reads every key from the store and installs them into `service`:
+    /// each region's newest active key signs, its other active keys
+    /// verify, retired keys verify nothing. Returns how many keys verify.
+    pub fn reload<S: EventStore>(
+        &self,
+        service: &HealthCodeService<S>,
+    ) -> Result<usize, HealthCodeError> {
+        let keys = self.store.load().map_err(key_error)?;
+        let signing = signing_keys(&keys);
+        let verifying: Vec<_> = keys
+            .iter()
+            .filter(|k| k.status == KeyStatus::Active)
+            .filter(|k| signing.get(&k.region()).is_none_or(|s| s.kid() != k.kid()))
+            .map(|k| k.signing_key())
+            .collect();
+        let n = signing.len() + verifying.len();
+        service.replace_region_keys(
+            signing.values().map(|k| k.signing_key()).collect(),
+            verifying,
+        );
+        *lock(&self.published) = published(&keys);
+        Ok(n)
+    }
+
+    /// [`reload`](Self::reload), under the name of older versions.
     pub fn install_all<S: EventStore>(
         &self,
         service: &HealthCodeService<S>,
     ) -> Result<usize, HealthCodeError> {
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| key_error("failed to list the key directory", &self.dir, e))?;
-        let mut n = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let Some(code) = name
-                .strip_prefix("region-")
-                .and_then(|r| r.strip_suffix(".seed"))
-            else {
-                continue;
-            };
-            let Ok(region) = DivisionCode::parse(code) else {
-                continue;
-            };
-            self.ensure(service, region)?;
-            n += 1;
-        }
-        Ok(n)
+        self.reload(service)
     }
 
-    /// Makes sure `region` has a signing key installed: loads it from disk,
-    /// or creates and stores a new one.
+    /// Makes sure `region` has a signing key installed: reloads (another
+    /// replica may have created it), or creates one in the store.
     pub fn ensure<S: EventStore>(
         &self,
         service: &HealthCodeService<S>,
         region: DivisionCode,
     ) -> Result<(), HealthCodeError> {
-        let mut installed = self
-            .installed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if installed.contains(&region) {
+        if service.signs_for(region) {
             return Ok(());
         }
-        let path = self.path(&region);
-        let seed = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim())
-                    .map_err(|e| key_error("the region key file is not hex", &path, e))?;
-                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                    key_error(
-                        "the region key file must hold 32 bytes",
-                        &path,
-                        "wrong size",
-                    )
-                })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut seed = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut seed);
-                write_secret(&path, &hex::encode(seed))
-                    .map_err(|e| key_error("failed to write the region key", &path, e))?;
-                seed
-            }
-            Err(e) => return Err(key_error("failed to read the region key", &path, e)),
-        };
-        service.install_region_key(RegionKey::from_seed(region, seed));
-        installed.insert(region);
+        self.reload(service)?;
+        if service.signs_for(region) {
+            return Ok(());
+        }
+        self.store.create_first(region).map_err(key_error)?;
+        self.reload(service)?;
         Ok(())
+    }
+
+    /// Reloads when `token` (a code or place token) names a key `service`
+    /// does not know — a rotation on another replica — at most every half
+    /// second. Returns whether it reloaded.
+    pub fn refresh_for_token<S: EventStore>(
+        &self,
+        service: &HealthCodeService<S>,
+        token: &[u8],
+    ) -> Result<bool, HealthCodeError> {
+        let Some(kid) = crate::token::peek_kid(token) else {
+            return Ok(false);
+        };
+        if service.knows_kid(&kid) {
+            return Ok(false);
+        }
+        {
+            let mut last = lock(&self.last_miss_reload);
+            if last.is_some_and(|t| t.elapsed() < MISS_RELOAD_EVERY) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        self.reload(service)?;
+        Ok(true)
+    }
+
+    /// The public keys as last loaded, for `/.well-known/tongban/keys.json`.
+    pub fn published(&self) -> Vec<PublicRegionKey> {
+        lock(&self.published).clone()
     }
 }
 
 /// Writes a new secret file readable only by its owner (0600), atomically:
 /// it appears whole or not at all (never empty or short after a crash), and
 /// an existing file is never replaced (`AlreadyExists`).
-pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     tongban_store::private_fs::write_atomic_new(path, text.as_bytes())
 }

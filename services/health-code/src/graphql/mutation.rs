@@ -814,6 +814,10 @@ impl HealthCodeMutation {
         let place_token = place_code
             .map(|p| crate::token::parse_text(p.trim()).map_err(domain))
             .transpose()?;
+        api.refresh_keys_for(&code_token);
+        if let Some(place) = &place_token {
+            api.refresh_keys_for(place);
+        }
         let temperature = temperature
             .map(|t| Temperature::parse("temperature", t).map_err(domain))
             .transpose()?;

@@ -298,6 +298,7 @@ impl HealthCodeQuery {
             Ok(b) => b,
             Err(e) => return Err(domain(e)),
         };
+        api.refresh_keys_for(&bytes);
         let checked = match api.service.check_code(&bytes).await {
             Ok(checked) => checked,
             Err(e) if e.extension_code() == "INTERNAL" => return Err(domain(e)),

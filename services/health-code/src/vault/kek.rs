@@ -11,7 +11,9 @@
 //! A wrapped key is `version (1) | nonce (12) | ChaCha20-Poly1305 of the
 //! 32-byte key (48)`, with `tongban.vault.v1` and the person id as
 //! associated data: a wrapped key copied to another person's entry does not
-//! open.
+//! open. Other 32-byte secrets (a region's signing key kept in a shared
+//! database) are wrapped the same way with `tongban.secret.v1` and a label
+//! naming the secret ([`KeyEncryptionKey::wrap_secret`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ const WRAP_VERSION: u8 = 1;
 /// Length of a wrapped key: version, nonce, key, tag.
 pub const WRAPPED_LEN: usize = 1 + 12 + 32 + 16;
 const AAD_LABEL: &[u8] = b"tongban.vault.v1";
+const SECRET_AAD_LABEL: &[u8] = b"tongban.secret.v1";
 
 /// Wraps and unwraps the vault's data keys.
 pub trait KeyEncryptionKey: Send + Sync + fmt::Debug {
@@ -40,6 +43,12 @@ pub trait KeyEncryptionKey: Send + Sync + fmt::Debug {
     /// Unwraps a key wrapped for `person`; [`VaultError::KekMismatch`] if it
     /// was wrapped by another KEK (or for another person, or altered).
     fn unwrap(&self, person: PersonId, wrapped: &[u8]) -> Result<DataKey, VaultError>;
+    /// Wraps another 32-byte secret, bound to `label` (e.g. a region key's
+    /// id): a wrapped secret moved under another label does not open.
+    fn wrap_secret(&self, label: &str, secret: &[u8; 32]) -> Result<Vec<u8>, VaultError>;
+    /// Unwraps what [`wrap_secret`](Self::wrap_secret) wrapped under `label`;
+    /// [`VaultError::KekMismatch`] for another KEK, label or altered bytes.
+    fn unwrap_secret(&self, label: &str, wrapped: &[u8]) -> Result<[u8; 32], VaultError>;
 }
 
 /// A 256-bit KEK held in this process, read from a file or an environment
@@ -148,24 +157,13 @@ impl LocalKek {
     }
 }
 
-impl KeyEncryptionKey for LocalKek {
-    fn source(&self) -> &str {
-        &self.source
-    }
-
-    fn wrap(&self, person: PersonId, key: &DataKey) -> Result<Vec<u8>, VaultError> {
+impl LocalKek {
+    fn seal(&self, aad: &[u8], secret: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.key));
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let aad = Self::aad(person);
         let sealed = cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: &key.0,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| kek_error(&self.source, "failed to wrap a data key"))?;
+            .encrypt(&nonce, Payload { msg: secret, aad })
+            .map_err(|_| kek_error(&self.source, "failed to wrap a key"))?;
         let mut out = Vec::with_capacity(WRAPPED_LEN);
         out.push(WRAP_VERSION);
         out.extend_from_slice(&nonce);
@@ -173,7 +171,7 @@ impl KeyEncryptionKey for LocalKek {
         Ok(out)
     }
 
-    fn unwrap(&self, person: PersonId, wrapped: &[u8]) -> Result<DataKey, VaultError> {
+    fn open(&self, aad: &[u8], wrapped: &[u8]) -> Result<[u8; 32], VaultError> {
         let mismatch = || VaultError::KekMismatch {
             kek: self.source.clone(),
         };
@@ -182,19 +180,38 @@ impl KeyEncryptionKey for LocalKek {
         }
         let (nonce, sealed) = wrapped[1..].split_at(12);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.key));
-        let aad = Self::aad(person);
         let key = cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &aad,
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| mismatch())?;
-        <[u8; 32]>::try_from(key.as_slice())
-            .map(DataKey)
-            .map_err(|_| mismatch())
+        <[u8; 32]>::try_from(key.as_slice()).map_err(|_| mismatch())
+    }
+
+    fn secret_aad(label: &str) -> Vec<u8> {
+        let mut aad = SECRET_AAD_LABEL.to_vec();
+        aad.extend_from_slice(label.as_bytes());
+        aad
+    }
+}
+
+impl KeyEncryptionKey for LocalKek {
+    fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn wrap(&self, person: PersonId, key: &DataKey) -> Result<Vec<u8>, VaultError> {
+        self.seal(&Self::aad(person), &key.0)
+    }
+
+    fn unwrap(&self, person: PersonId, wrapped: &[u8]) -> Result<DataKey, VaultError> {
+        self.open(&Self::aad(person), wrapped).map(DataKey)
+    }
+
+    fn wrap_secret(&self, label: &str, secret: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
+        self.seal(&Self::secret_aad(label), secret)
+    }
+
+    fn unwrap_secret(&self, label: &str, wrapped: &[u8]) -> Result<[u8; 32], VaultError> {
+        self.open(&Self::secret_aad(label), wrapped)
     }
 }
 
@@ -243,5 +260,10 @@ mod tests {
             kek.unwrap(q, &wrapped),
             Err(VaultError::KekMismatch { .. })
         ));
+        let secret = kek.wrap_secret("11-abc", &[7; 32]).unwrap();
+        assert_eq!(same.unwrap_secret("11-abc", &secret).unwrap(), [7; 32]);
+        assert!(kek.unwrap_secret("11-abd", &secret).is_err());
+        assert!(other.unwrap_secret("11-abc", &secret).is_err());
+        assert!(kek.unwrap(p, &secret).is_err());
     }
 }
