@@ -22,6 +22,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tongban_kernel::{
     Actor, CheckpointId, Clock, CorrelationId, DivisionCode, Divisions, EventId, EventMetadata,
@@ -37,10 +38,11 @@ use crate::checkpoint::{self, CheckpointCommand, CheckpointState, CodeStatus};
 use crate::context::DecisionContext;
 use crate::error::HealthCodeError;
 use crate::events::{EvidenceMeta, EvidenceSource, HealthEvent};
+use crate::log_views::{self, LogViews};
 use crate::overrides::{self, OverrideCommand, OverrideConfig, OverrideState};
 use crate::person::{self, PersonCommand, PersonState};
 use crate::policy::{self, PolicyBook, PublishPolicy};
-use crate::risk::{self, RiskAreaCommand, RiskAreaState, RiskMap};
+use crate::risk::{self, RiskAreaCommand, RiskAreaState};
 use crate::token::{
     peek_code_claims, sign_code, sign_place, CodeClaims, KeyDirectory, PlaceClaims, RegionKey,
     RegionSigner,
@@ -212,43 +214,6 @@ pub fn decide_person_commands(
     Ok(events)
 }
 
-/// Read models the service keeps in memory, rebuilt from `$all`.
-#[derive(Debug, Default)]
-struct Views {
-    policies: PolicyBook,
-    risk: RiskMap,
-    persons: Vec<PersonId>,
-    codes: BTreeMap<Uuid, PersonId>,
-    places: BTreeMap<CheckpointId, DivisionCode>,
-}
-
-impl Views {
-    fn apply(&mut self, event: &HealthEvent) {
-        self.policies.apply(event);
-        self.risk.apply(event);
-        match event {
-            HealthEvent::PersonRegistered { person_id, .. } => {
-                if let Err(i) = self.persons.binary_search(person_id) {
-                    self.persons.insert(i, *person_id);
-                }
-            }
-            HealthEvent::CodeGenerated {
-                code_id, person_id, ..
-            } => {
-                self.codes.insert(*code_id, *person_id);
-            }
-            HealthEvent::CheckpointRegistered {
-                checkpoint_id,
-                place,
-                ..
-            } => {
-                self.places.insert(*checkpoint_id, *place);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// A code ready to show: its claims, the signed token and its QR text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedCode {
@@ -301,7 +266,8 @@ pub struct HealthCodeService<S: EventStore> {
     divisions: Arc<Divisions>,
     vault: Arc<dyn KeyVault>,
     override_config: OverrideConfig,
-    views: RwLock<Views>,
+    views: Arc<LogViews>,
+    view_wait: Duration,
     signers: RwLock<BTreeMap<DivisionCode, RegionSigner>>,
     directory: RwLock<Arc<KeyDirectory>>,
     states: StateCache,
@@ -338,39 +304,48 @@ impl<S: EventStore> HealthCodeService<S> {
             divisions,
             vault,
             override_config,
-            views: RwLock::new(Views::default()),
+            views: Arc::new(LogViews::default()),
+            view_wait: log_views::DEFAULT_WAIT,
             signers: RwLock::new(BTreeMap::new()),
             directory: RwLock::new(Arc::new(KeyDirectory::new())),
             states: StateCache::new(CACHED_STREAMS),
         }
     }
 
-    /// Rebuilds the in-memory read models from the whole log.
+    /// How long a command waits for the views to reach the log head
+    /// before it fails with `TIMEOUT` (default 5 s).
+    pub fn with_view_wait(mut self, wait: Duration) -> Self {
+        self.view_wait = wait;
+        self
+    }
+
+    /// Starts following the log (if not yet) and waits until the views
+    /// have applied the head as it is now, however long that takes (start-up
+    /// catch-up). Returns how many health-code events the views applied.
     pub async fn rebuild(&self) -> Result<usize, HealthCodeError> {
-        let filter = EventFilter::streams(["person-", "riskarea-", "policy-", "checkpoint-"]);
-        let mut views = Views::default();
-        let mut from = ReadFrom::Start;
-        let mut count = 0;
-        loop {
-            let page = self
-                .store
-                .read_all(Direction::Forwards, from, PAGE, &filter)
-                .await
-                .map_err(store_err)?;
-            let Some(last) = page.last() else { break };
-            from = ReadFrom::At(last.position.next());
-            for recorded in &page {
-                if let Ok(event) = recorded.json::<HealthEvent>() {
-                    views.apply(&event);
-                    count += 1;
-                }
-            }
-            if page.len() < PAGE {
-                break;
+        self.views.follow(&self.store);
+        if let Some(head) = self.store.head().await.map_err(store_err)? {
+            self.views.reach(head.position, Duration::MAX).await?;
+        }
+        Ok(self.views.applied().events)
+    }
+
+    /// Makes sure the views have applied at least the log head as it is
+    /// when called (bounded wait, `TIMEOUT` otherwise): what any replica
+    /// recorded before this command began is seen by its decision.
+    pub async fn sync_views(&self) -> Result<(), HealthCodeError> {
+        self.views.follow(&self.store);
+        if let Some(head) = self.store.head().await.map_err(store_err)? {
+            if self.views.applied().position < Some(head.position) {
+                self.views.reach(head.position, self.view_wait).await?;
             }
         }
-        *write_lock(&self.views) = views;
-        Ok(count)
+        Ok(())
+    }
+
+    /// The log position the views have applied (`None`: nothing yet).
+    pub fn views_position(&self) -> Option<Position> {
+        self.views.applied().position
     }
 
     /// Installs a region's signing key and publishes its public key.
@@ -393,9 +368,10 @@ impl<S: EventStore> HealthCodeService<S> {
         KeyDirectory::clone(&read_lock(&self.directory))
     }
 
-    /// Persons known to the service.
+    /// Persons known to the service (as far as the views have followed
+    /// the log; see [`sync_views`](Self::sync_views)).
     pub fn persons(&self) -> Vec<PersonId> {
-        read_lock(&self.views).persons.clone()
+        self.views.read().persons.clone()
     }
 
     async fn load<St: Default>(
@@ -472,6 +448,7 @@ impl<S: EventStore> HealthCodeService<S> {
         fold: impl Fn(St, &HealthEvent) -> St,
         decide: impl Fn(&St, &DecisionContext<'_>) -> Result<Vec<HealthEvent>, HealthCodeError>,
     ) -> Result<Recorded, HealthCodeError> {
+        self.sync_views().await?;
         let slot = self.states.slot(name);
         let mut entry = slot.lock().await;
         let cached = take_folded::<St>(&mut entry);
@@ -485,7 +462,7 @@ impl<S: EventStore> HealthCodeService<S> {
         loop {
             let now = self.clock.now();
             let decided = {
-                let views = read_lock(&self.views);
+                let views = self.views.read();
                 let ctx = DecisionContext {
                     now,
                     divisions: &self.divisions,
@@ -542,9 +519,12 @@ impl<S: EventStore> HealthCodeService<S> {
                         state = fold(state, e);
                     }
                     put_folded(&mut entry, state, Some(appended.next_expected_revision));
-                    let mut views = write_lock(&self.views);
-                    for e in &events {
-                        views.apply(e);
+                    drop(entry);
+                    // Read your writes: the views see this append (in log
+                    // order, after everything before it) before the command
+                    // answers. The append is durable either way.
+                    if let Err(e) = self.views.reach(appended.position, self.view_wait).await {
+                        tracing::warn!(error = %e, "the views are behind this node's own append");
                     }
                     return Ok(Recorded {
                         events,
@@ -817,8 +797,11 @@ impl<S: EventStore> HealthCodeService<S> {
             actor,
             Some(command.region),
             CorrelationId::new(),
-            |s: (), _| s,
-            |_, ctx| policy::decide_publish(ctx.policies, &command, ctx.actor, ctx.now),
+            |mut book: PolicyBook, e| {
+                book.apply(e);
+                book
+            },
+            |book, ctx| policy::decide_publish(book, &command, ctx.actor, ctx.now),
         )
         .await
     }
@@ -834,6 +817,7 @@ impl<S: EventStore> HealthCodeService<S> {
         &self,
         actor: &Actor,
     ) -> Result<Recorded, HealthCodeError> {
+        self.sync_views().await?;
         let mut changes = Recorded::default();
         for person_id in self.persons() {
             changes = changes.and(
@@ -920,7 +904,8 @@ impl<S: EventStore> HealthCodeService<S> {
         let Some(claims) = peek_code_claims(token) else {
             return Ok(None);
         };
-        let Some(person_id) = read_lock(&self.views).codes.get(&claims.code_id).copied() else {
+        self.sync_views().await?;
+        let Some(person_id) = self.views.read().codes.get(&claims.code_id).copied() else {
             return Ok(None);
         };
         let state = self.person_state(person_id).await?;
@@ -966,7 +951,7 @@ impl<S: EventStore> HealthCodeService<S> {
             return Ok(Recorded::default());
         };
         let (person, place) = {
-            let views = read_lock(&self.views);
+            let views = self.views.read();
             (
                 views.codes.get(code_id).copied(),
                 views.places.get(checkpoint_id).copied(),
@@ -1055,7 +1040,9 @@ impl<S: EventStore> HealthCodeService<S> {
 
     /// Signs a checkpoint's place code with the key of a region containing it.
     pub fn place_code(&self, checkpoint_id: CheckpointId) -> Result<Vec<u8>, HealthCodeError> {
-        let place = read_lock(&self.views)
+        let place = self
+            .views
+            .read()
             .places
             .get(&checkpoint_id)
             .copied()

@@ -24,6 +24,9 @@
 //!   stable return codes.
 //! - [`handler`]: command handling on the event store (load, decide, append
 //!   with the expected revision, retry on conflict).
+//! - [`log_views`]: the facts decisions use beyond their own stream
+//!   (policies, risk map, code → person, checkpoint → place), followed by
+//!   every replica from `$all` and read at the position a command depends on.
 //! - [`projections`]: the read models (codes, colour counts, risk areas,
 //!   scan logs, travel, appeals, access log) and change feeds.
 //! - [`graphql`]: this service's part of the gateway's schema.
@@ -35,6 +38,7 @@ pub mod events;
 pub mod facts;
 pub mod graphql;
 pub mod handler;
+pub mod log_views;
 pub mod operations;
 pub mod overrides;
 pub mod person;
