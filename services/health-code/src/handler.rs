@@ -25,12 +25,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tongban_kernel::{
-    Actor, CheckpointId, Clock, CorrelationId, DivisionCode, Divisions, EventId, EventMetadata,
-    PersonId, Role,
+    Actor, CheckpointId, Clock, CorrelationId, DivisionCode, Divisions, EventMetadata, PersonId,
+    Role,
 };
 use tongban_store::{
-    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom,
-    StoreError, StreamName,
+    Direction, EventData, EventStore, ExpectedRevision, Position, ReadFrom, StoreError, StreamName,
 };
 use uuid::Uuid;
 
@@ -38,7 +37,7 @@ use crate::checkpoint::{self, CheckpointCommand, CheckpointState, CodeStatus};
 use crate::context::DecisionContext;
 use crate::error::HealthCodeError;
 use crate::events::{EvidenceMeta, EvidenceSource, HealthEvent};
-use crate::log_views::{self, LogViews};
+use crate::log_views::{self, LogViews, PendingScan};
 use crate::overrides::{self, OverrideCommand, OverrideConfig, OverrideState};
 use crate::person::{self, PersonCommand, PersonState};
 use crate::policy::{self, PolicyBook, PublishPolicy};
@@ -575,7 +574,21 @@ impl<S: EventStore> HealthCodeService<S> {
 
     /// Runs several commands on a person's stream as one atomic append
     /// (see [`decide_person_commands`]).
+    /// Scans of the person already in the log have their evidence recorded
+    /// first, so the decision sees them.
     pub async fn person_commands(
+        &self,
+        actor: &Actor,
+        person_id: PersonId,
+        commands: &[PersonCommand],
+    ) -> Result<Recorded, HealthCodeError> {
+        self.sync_views().await?;
+        self.settle_scans(person_id).await?;
+        self.person_commands_settled(actor, person_id, commands)
+            .await
+    }
+
+    async fn person_commands_settled(
         &self,
         actor: &Actor,
         person_id: PersonId,
@@ -875,7 +888,10 @@ impl<S: EventStore> HealthCodeService<S> {
             CheckpointCommand::Register { .. } => (None, None),
         };
         let holder_state = holder.as_ref().map(|h| &h.state);
-        let mut recorded = self
+        // One durable append: the scan's evidence reaches the person's
+        // stream through the evidence process manager (or the next command
+        // on that person, whichever comes first; see `settle_scans`).
+        let recorded = self
             .execute(
                 &name,
                 actor,
@@ -885,10 +901,6 @@ impl<S: EventStore> HealthCodeService<S> {
                 |s, ctx| checkpoint::decide(s, &command, ctx, &directory, holder_state),
             )
             .await?;
-        for scan in &recorded.events {
-            let evidence = self.fan_out_scan(actor, scan).await?;
-            recorded.position = recorded.position.max(evidence.position);
-        }
         Ok(ScanOutcome {
             recorded,
             claims,
@@ -931,111 +943,118 @@ impl<S: EventStore> HealthCodeService<S> {
         })
     }
 
-    /// A scan is evidence about the person the code belongs to: a measured
-    /// temperature, and a venue visit when admitted, recorded in one append.
-    /// Idempotent (evidence ids derive from the scan id), so it can be
-    /// repeated after a crash.
-    async fn fan_out_scan(
+    /// Records the evidence of a scan in the log (`CodeScanned` at
+    /// `recorded`) on its holder's stream: a measured temperature, and a
+    /// venue visit when admitted, in one append. Idempotent (the evidence
+    /// ids derive from the scan id), so the evidence process manager can
+    /// repeat it after a crash and a command on the person can do it first.
+    /// Nothing to do for a code or checkpoint this hub does not know.
+    pub async fn record_scan_evidence(
         &self,
-        actor: &Actor,
-        scan: &HealthEvent,
+        recorded: &tongban_store::RecordedEvent,
     ) -> Result<Recorded, HealthCodeError> {
-        let HealthEvent::CodeScanned {
-            checkpoint_id,
-            scan_id,
-            code_id,
-            at,
-            ..
-        } = scan
-        else {
-            return Ok(Recorded::default());
+        let scan: HealthEvent = match recorded.json() {
+            Ok(scan @ HealthEvent::CodeScanned { .. }) => scan,
+            _ => return Ok(Recorded::default()),
         };
-        let (person, place) = {
-            let views = self.views.read();
-            (
-                views.codes.get(code_id).copied(),
-                views.places.get(checkpoint_id).copied(),
-            )
-        };
-        let (Some(person), Some(place)) = (person, place) else {
-            return Ok(Recorded::default());
-        };
+        self.views.follow(&self.store);
+        self.views.reach(recorded.position, self.view_wait).await?;
+        let recorder = recorded
+            .metadata_json::<EventMetadata>()
+            .map_or(tongban_kernel::ActorId::from_u128(0), |m| m.actor.id);
+        let pending = self
+            .views
+            .read()
+            .pending_scan(&scan, recorded.position, recorder);
+        match pending {
+            Some(pending) => self.record_pending_scan(&pending).await,
+            None => Ok(Recorded::default()),
+        }
+    }
+
+    async fn record_pending_scan(
+        &self,
+        pending: &PendingScan,
+    ) -> Result<Recorded, HealthCodeError> {
         // Recorded on behalf of the checkpoint, whichever side scanned.
         let recorder = Actor {
-            id: actor.id,
+            id: pending.recorder,
             role: Role::Checkpoint {
-                checkpoint: *checkpoint_id,
+                checkpoint: pending.checkpoint_id,
             },
         };
-        let commands: Vec<PersonCommand> = checkpoint::scan_evidence(scan, place)
-            .into_iter()
-            .enumerate()
-            .map(|(i, evidence)| PersonCommand::RecordEvidence {
+        let commands: Vec<PersonCommand> = pending
+            .evidence
+            .iter()
+            .map(|(id, evidence)| PersonCommand::RecordEvidence {
                 meta: EvidenceMeta {
-                    id: EventId::from_u128(scan_id.uuid().as_u128() ^ (i as u128 + 1)),
+                    id: *id,
                     source: EvidenceSource::Checkpoint,
-                    occurred_at: *at,
-                    recorded_by: actor.id,
+                    occurred_at: pending.at,
+                    recorded_by: pending.recorder,
                 },
-                evidence,
+                evidence: evidence.clone(),
                 ext: None,
             })
             .collect();
-        if commands.is_empty() {
-            return Ok(Recorded::default());
+        let outcome = self
+            .person_commands_settled(&recorder, pending.person_id, &commands)
+            .await;
+        match outcome {
+            Err(
+                HealthCodeError::PersonNotFound(_)
+                | HealthCodeError::PersonErased(_)
+                | HealthCodeError::Forbidden(_)
+                | HealthCodeError::InvalidInput { .. }
+                | HealthCodeError::FutureTime { .. },
+            ) => {
+                // It can never be recorded: nothing to wait for.
+                tracing::warn!(person = %pending.person_id, position = %pending.position, error = ?outcome.as_ref().err(), "a scan's evidence cannot be recorded; skipped");
+                self.views
+                    .write()
+                    .forget(pending.person_id, pending.position);
+                Ok(Recorded::default())
+            }
+            other => other,
         }
-        self.person_commands(&recorder, person, &commands).await
     }
 
-    /// Finishes work a crash may have interrupted between two appends:
-    /// scans whose evidence has not reached the person's stream and effective
-    /// overrides not yet applied to every person. Both steps are idempotent;
-    /// call after [`rebuild`](Self::rebuild) at start-up. Returns how many
-    /// scans and overrides were looked at.
-    pub async fn resume(&self, actor: &Actor) -> Result<usize, HealthCodeError> {
-        let filter = EventFilter::streams(["checkpoint-", "override-"]);
-        let mut from = ReadFrom::Start;
-        let mut seen = 0;
-        let mut overrides: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
-        loop {
-            let page = self
-                .store
-                .read_all(Direction::Forwards, from, PAGE, &filter)
-                .await
-                .map_err(store_err)?;
-            let Some(last) = page.last() else { break };
-            from = ReadFrom::At(last.position.next());
-            for recorded in &page {
-                match recorded.json::<HealthEvent>() {
-                    Ok(scan @ HealthEvent::CodeScanned { .. }) => {
-                        seen += 1;
-                        self.fan_out_scan(actor, &scan).await?;
-                    }
-                    Ok(HealthEvent::OverrideRequested { override_id, .. }) => {
-                        seen += 1;
-                        overrides
-                            .entry(recorded.stream.as_str().to_owned())
-                            .or_default()
-                            .push(override_id);
-                    }
-                    _ => {}
-                }
-            }
-            if page.len() < PAGE {
-                break;
-            }
+    /// Records the evidence of every scan of `person_id` already in the
+    /// (followed) log that has not reached their stream, so that a decision
+    /// on the person sees every scan before it, whether or not the evidence
+    /// process manager got there first (both are idempotent).
+    async fn settle_scans(&self, person_id: PersonId) -> Result<(), HealthCodeError> {
+        let pending = self
+            .views
+            .read()
+            .pending
+            .get(&person_id)
+            .cloned()
+            .unwrap_or_default();
+        for scan in &pending {
+            self.record_pending_scan(scan).await?;
         }
-        for (name, ids) in overrides {
-            let (state, _) = self
-                .load(&stream(name)?, |s: OverrideState, e| s.evolve(e))
-                .await?;
-            for id in ids {
-                for (person_id, apply) in state.applications(&id) {
-                    self.person(actor, person_id, apply).await?;
-                }
-            }
+        Ok(())
+    }
+
+    /// Applies an effective override to each of its persons (idempotent:
+    /// an override already applied changes nothing). Called by the
+    /// reaction process manager for every override event, so an override
+    /// approved just before a crash still reaches every person.
+    pub async fn settle_override(
+        &self,
+        actor: &Actor,
+        stream_name: &StreamName,
+        override_id: Uuid,
+    ) -> Result<Recorded, HealthCodeError> {
+        let (state, _) = self
+            .load(stream_name, |s: OverrideState, e| s.evolve(e))
+            .await?;
+        let mut recorded = Recorded::default();
+        for (person_id, apply) in state.applications(&override_id) {
+            recorded = recorded.and(self.person_recorded(actor, person_id, apply).await?);
         }
-        Ok(seen)
+        Ok(recorded)
     }
 
     /// Signs a checkpoint's place code with the key of a region containing it.
@@ -1122,7 +1141,11 @@ impl<S: EventStore> HealthCodeService<S> {
     }
 
     /// The folded state of a person (for queries and tests).
+    /// Every scan of theirs already in the log is part of it (see
+    /// [`person_commands`](Self::person_commands)).
     pub async fn person_state(&self, person_id: PersonId) -> Result<PersonState, HealthCodeError> {
+        self.sync_views().await?;
+        self.settle_scans(person_id).await?;
         self.current(&person_stream(person_id)?, |s: PersonState, e| s.evolve(e))
             .await
     }

@@ -29,6 +29,9 @@
 //!   every replica from `$all` and read at the position a command depends on.
 //! - [`projections`]: the read models (codes, colour counts, risk areas,
 //!   scan logs, travel, appeals, access log) and change feeds.
+//! - [`reactions`]: process managers on the projection runner (scan →
+//!   evidence, override → persons, risk area → the persons it touches),
+//!   checkpointed, idempotent by id, one owner among replicas by a lease.
 //! - [`graphql`]: this service's part of the gateway's schema.
 
 pub mod checkpoint;
@@ -45,6 +48,7 @@ pub mod person;
 pub mod policy;
 pub mod projections;
 pub mod qr;
+pub mod reactions;
 pub mod resident_id;
 pub mod risk;
 pub mod token;

@@ -17,15 +17,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tongban_kernel::{CheckpointId, DivisionCode, PersonId};
+use tongban_kernel::{ActorId, CheckpointId, DivisionCode, EventId, EventMetadata, PersonId};
 use tongban_store::{EventFilter, EventStore, Position, RecordedEvent, SubscribeFrom};
 use tongban_store::{StoreError, SubscriptionMessage};
 use uuid::Uuid;
 
+use crate::checkpoint;
 use crate::error::HealthCodeError;
-use crate::events::HealthEvent;
+use crate::events::{Evidence, HealthEvent};
 use crate::policy::PolicyBook;
 use crate::risk::RiskMap;
 
@@ -41,6 +43,32 @@ const CHUNK: usize = 1024;
 /// Wait before subscribing again after the subscription failed.
 const RETRY: Duration = Duration::from_millis(200);
 
+/// The id of the `index`-th piece of evidence a scan adds to the person's
+/// stream: derived from the scan's id, so recording it again (after a
+/// crash, or by another replica) is recognised and changes nothing.
+pub fn scan_evidence_id(scan_id: EventId, index: usize) -> EventId {
+    EventId::from_u128(scan_id.uuid().as_u128() ^ (index as u128 + 1))
+}
+
+/// A scan in the log whose evidence has not (yet) reached the person's
+/// stream: what the evidence process manager records, and what a command on
+/// that person records first if the manager has not got there yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingScan {
+    /// The log position of the scan.
+    pub position: Position,
+    /// The code's holder.
+    pub person_id: PersonId,
+    /// The checkpoint.
+    pub checkpoint_id: CheckpointId,
+    /// Business time of the scan.
+    pub at: OffsetDateTime,
+    /// Who recorded the scan (the checkpoint's device or the person).
+    pub recorder: ActorId,
+    /// The evidence with its derived ids.
+    pub evidence: Vec<(EventId, Evidence)>,
+}
+
 /// Read models derived from `$all`, the same at every replica for the same
 /// position.
 #[derive(Debug, Default)]
@@ -50,9 +78,86 @@ pub(crate) struct Views {
     pub(crate) persons: Vec<PersonId>,
     pub(crate) codes: BTreeMap<Uuid, PersonId>,
     pub(crate) places: BTreeMap<CheckpointId, DivisionCode>,
+    /// Scans whose evidence the person's stream does not show yet.
+    pub(crate) pending: BTreeMap<PersonId, Vec<PendingScan>>,
 }
 
 impl Views {
+    /// The evidence a scan at `position` adds to its holder's stream, if the
+    /// code and the checkpoint are known (both precede the scan in the log).
+    pub(crate) fn pending_scan(
+        &self,
+        scan: &HealthEvent,
+        position: Position,
+        recorder: ActorId,
+    ) -> Option<PendingScan> {
+        let HealthEvent::CodeScanned {
+            checkpoint_id,
+            scan_id,
+            code_id,
+            at,
+            ..
+        } = scan
+        else {
+            return None;
+        };
+        let person_id = *self.codes.get(code_id)?;
+        let place = *self.places.get(checkpoint_id)?;
+        let evidence: Vec<(EventId, Evidence)> = checkpoint::scan_evidence(scan, place)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (scan_evidence_id(*scan_id, i), e))
+            .collect();
+        (!evidence.is_empty()).then_some(PendingScan {
+            position,
+            person_id,
+            checkpoint_id: *checkpoint_id,
+            at: *at,
+            recorder,
+            evidence,
+        })
+    }
+
+    /// Forgets a pending scan that can never be recorded (e.g. the person
+    /// was erased).
+    pub(crate) fn forget(&mut self, person_id: PersonId, position: Position) {
+        if let Some(scans) = self.pending.get_mut(&person_id) {
+            scans.retain(|p| p.position != position);
+            if scans.is_empty() {
+                self.pending.remove(&person_id);
+            }
+        }
+    }
+
+    /// Folds one recorded event: the pending scans, then [`apply`](Self::apply).
+    fn apply_recorded(&mut self, recorded: &RecordedEvent, event: &HealthEvent) {
+        match event {
+            HealthEvent::CodeScanned { .. } => {
+                let recorder = recorded
+                    .metadata_json::<EventMetadata>()
+                    .map_or(ActorId::from_u128(0), |m| m.actor.id);
+                if let Some(p) = self.pending_scan(event, recorded.position, recorder) {
+                    self.pending.entry(p.person_id).or_default().push(p);
+                }
+            }
+            HealthEvent::EvidenceRecorded {
+                person_id, meta, ..
+            } => {
+                if let Some(scans) = self.pending.get_mut(person_id) {
+                    for scan in scans.iter_mut() {
+                        scan.evidence.retain(|(id, _)| *id != meta.id);
+                    }
+                    scans.retain(|p| !p.evidence.is_empty());
+                    if scans.is_empty() {
+                        self.pending.remove(person_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.apply(event);
+    }
+
     /// Folds one event. Only folds: never validates.
     pub(crate) fn apply(&mut self, event: &HealthEvent) {
         self.policies.apply(event);
@@ -130,6 +235,13 @@ impl std::fmt::Debug for LogViews {
 }
 
 impl LogViews {
+    /// Changes the views (only to forget what can never happen).
+    pub(crate) fn write(&self) -> std::sync::RwLockWriteGuard<'_, Views> {
+        self.views
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Reads the views.
     pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Views> {
         self.views
@@ -197,7 +309,7 @@ impl LogViews {
             match message {
                 Ok(SubscriptionMessage::Event(recorded)) => {
                     if let Some(event) = health_event(&recorded) {
-                        views.apply(&event);
+                        views.apply_recorded(&recorded, &event);
                         applied.events += 1;
                     }
                     applied.position = applied.position.max(Some(recorded.position));

@@ -193,7 +193,7 @@ async fn concurrent_commands_from_two_nodes_on_one_stream_all_land_after_retryin
 }
 
 #[tokio::test]
-async fn a_scan_records_its_temperature_and_visit_in_one_append_at_the_position_it_returns() {
+async fn a_scan_is_one_append_and_its_temperature_and_visit_reach_the_person_in_one_more() {
     // Given a registered person with a code and a registered market,
     let (a, _b, store, _dir) = two_nodes();
     register(&a).await;
@@ -232,32 +232,42 @@ async fn a_scan_records_its_temperature_and_visit_in_one_append_at_the_position_
         .await
         .unwrap();
 
-    // then both pieces of evidence share one append (one correlation),
+    // then the scan is one durable append, the log's last, at the position it answers,
+    assert_eq!(
+        recorded.position,
+        Some(store.head().await.unwrap().unwrap().position)
+    );
     let person = StreamName::parse(format!("person-{PERSON}")).unwrap();
+    let from_scan = || async {
+        store
+            .read_stream(&person, Direction::Forwards, ReadFrom::Start, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.json::<HealthEvent>(),
+                    Ok(HealthEvent::EvidenceRecorded { meta, .. })
+                        if meta.source == EvidenceSource::Checkpoint
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(from_scan().await.is_empty());
+
+    // and the next read of the person records both pieces of evidence in
+    // one append (one correlation).
+    a.service.person_state(PERSON).await.unwrap();
+    let evidence = from_scan().await;
+    assert_eq!(evidence.len(), 2);
+    let correlation = |r: &tongban_store::RecordedEvent| {
+        r.metadata_json::<EventMetadata>().unwrap().correlation_id
+    };
+    assert_eq!(correlation(&evidence[0]), correlation(&evidence[1]));
     let events = store
         .read_stream(&person, Direction::Forwards, ReadFrom::Start, 1000)
         .await
         .unwrap();
-    let from_scan: Vec<_> = events
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.json::<HealthEvent>(),
-                Ok(HealthEvent::EvidenceRecorded { meta, .. })
-                    if meta.source == EvidenceSource::Checkpoint
-            )
-        })
-        .collect();
-    assert_eq!(from_scan.len(), 2);
-    let correlation = |r: &&tongban_store::RecordedEvent| {
-        r.metadata_json::<EventMetadata>().unwrap().correlation_id
-    };
-    assert_eq!(correlation(&from_scan[0]), correlation(&from_scan[1]));
-
-    // and the scan answers with the position of that append, the log's last.
-    let last = events.last().unwrap().position;
-    assert_eq!(recorded.position, Some(last));
-    assert_eq!(store.head().await.unwrap().unwrap().position, last);
 
     // And the same scan again records nothing more.
     let again = a
