@@ -25,10 +25,13 @@ use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::OverrideConfig;
 use tongban_health_code::projections::HealthCodeViews;
 use tongban_health_code::region_keys::{FileRegionKeys, RegionKeyStore};
+use tongban_health_code::reactions;
 use tongban_health_code::vault::kek::development_kek_path;
 use tongban_health_code::vault::{KeyEncryptionKey, KeyVault, LocalKek, RedbKeyVault};
 use tongban_kernel::{Clock, Divisions};
-use tongban_projection::{EmbeddedReadModels, ProjectionRunner, RunnerConfig};
+use tongban_projection::{
+    EmbeddedReadModels, LeaseConfig, ProjectionRunner, ReadModelStore, RunnerConfig,
+};
 use tongban_store::chain::{ChainReport, Head};
 use tongban_store::metadata::StreamMetadataResult;
 use tongban_store::{
@@ -409,10 +412,11 @@ impl Node {
             inner,
             metrics: metrics.clone(),
         });
-        let models = EmbeddedReadModels::beside(data).context("failed to open the read models")?;
+        let models: Arc<dyn ReadModelStore> =
+            Arc::new(EmbeddedReadModels::beside(data).context("failed to open the read models")?);
         let runner = Arc::new(ProjectionRunner::new(
             store.clone(),
-            Arc::new(models),
+            models.clone(),
             RunnerConfig::default(),
         ));
         let views = HealthCodeViews::default();
@@ -452,6 +456,17 @@ impl Node {
             Duration::from_secs(config.keys.reload_secs.max(1)),
         ));
         tracing::info!(events = loaded, "health-code history loaded");
+        // Reactions (scan → evidence, override → persons, risk area → the
+        // persons it touches): process managers on the runner, one owner
+        // among replicas by a lease in the log.
+        reactions::start_reactions(
+            &runner,
+            store.clone(),
+            models,
+            service.clone(),
+            LeaseConfig::default(),
+        )
+        .context("failed to start the health-code reactions")?;
         let read_wait = Duration::from_millis(config.limits.read_wait_ms);
         let shared = Arc::new(store.clone());
         let catalog_service = Arc::new(CatalogService::new(

@@ -126,6 +126,18 @@ pub enum HealthCodeError {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// The facts every replica derives from the log did not reach the
+    /// position a command depends on in time (`TIMEOUT`): the command
+    /// changed nothing; try again.
+    #[error("the health-code views did not reach log position {position} within {waited_ms} ms (applied: {applied:?}); nothing was changed, try again")]
+    Timeout {
+        /// The position waited for (the log head when the command started).
+        position: u64,
+        /// The position the views had applied.
+        applied: Option<u64>,
+        /// How long the command waited.
+        waited_ms: u128,
+    },
     /// The event store failed (`INTERNAL`).
     #[error("event store: {0}")]
     Store(String),
@@ -177,6 +189,7 @@ impl HealthCodeError {
             TokenExpired { .. } | TokenForged | TokenUnknownKey(_) | CodeSuperseded { .. } => {
                 "UNAUTHENTICATED"
             }
+            Timeout { .. } => "TIMEOUT",
             Store(_) | Vault(_) => "INTERNAL",
         }
     }

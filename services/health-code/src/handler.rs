@@ -22,14 +22,14 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tongban_kernel::{
-    Actor, CheckpointId, Clock, CorrelationId, DivisionCode, Divisions, EventId, EventMetadata,
-    PersonId, Role,
+    Actor, CheckpointId, Clock, CorrelationId, DivisionCode, Divisions, EventMetadata, PersonId,
+    Role,
 };
 use tongban_store::{
-    Direction, EventData, EventFilter, EventStore, ExpectedRevision, Position, ReadFrom,
-    StoreError, StreamName,
+    Direction, EventData, EventStore, ExpectedRevision, Position, ReadFrom, StoreError, StreamName,
 };
 use uuid::Uuid;
 
@@ -37,10 +37,11 @@ use crate::checkpoint::{self, CheckpointCommand, CheckpointState, CodeStatus};
 use crate::context::DecisionContext;
 use crate::error::HealthCodeError;
 use crate::events::{EvidenceMeta, EvidenceSource, HealthEvent};
+use crate::log_views::{self, LogViews, PendingScan};
 use crate::overrides::{self, OverrideCommand, OverrideConfig, OverrideState};
 use crate::person::{self, PersonCommand, PersonState};
 use crate::policy::{self, PolicyBook, PublishPolicy};
-use crate::risk::{self, RiskAreaCommand, RiskAreaState, RiskMap};
+use crate::risk::{self, RiskAreaCommand, RiskAreaState};
 use crate::token::{
     peek_code_claims, sign_code, sign_place, CodeClaims, KeyDirectory, PlaceClaims, RegionKey,
     RegionSigner,
@@ -212,43 +213,6 @@ pub fn decide_person_commands(
     Ok(events)
 }
 
-/// Read models the service keeps in memory, rebuilt from `$all`.
-#[derive(Debug, Default)]
-struct Views {
-    policies: PolicyBook,
-    risk: RiskMap,
-    persons: Vec<PersonId>,
-    codes: BTreeMap<Uuid, PersonId>,
-    places: BTreeMap<CheckpointId, DivisionCode>,
-}
-
-impl Views {
-    fn apply(&mut self, event: &HealthEvent) {
-        self.policies.apply(event);
-        self.risk.apply(event);
-        match event {
-            HealthEvent::PersonRegistered { person_id, .. } => {
-                if let Err(i) = self.persons.binary_search(person_id) {
-                    self.persons.insert(i, *person_id);
-                }
-            }
-            HealthEvent::CodeGenerated {
-                code_id, person_id, ..
-            } => {
-                self.codes.insert(*code_id, *person_id);
-            }
-            HealthEvent::CheckpointRegistered {
-                checkpoint_id,
-                place,
-                ..
-            } => {
-                self.places.insert(*checkpoint_id, *place);
-            }
-            _ => {}
-        }
-    }
-}
-
 /// A code ready to show: its claims, the signed token and its QR text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedCode {
@@ -301,7 +265,8 @@ pub struct HealthCodeService<S: EventStore> {
     divisions: Arc<Divisions>,
     vault: Arc<dyn KeyVault>,
     override_config: OverrideConfig,
-    views: RwLock<Views>,
+    views: Arc<LogViews>,
+    view_wait: Duration,
     signers: RwLock<BTreeMap<DivisionCode, RegionSigner>>,
     directory: RwLock<Arc<KeyDirectory>>,
     states: StateCache,
@@ -338,39 +303,48 @@ impl<S: EventStore> HealthCodeService<S> {
             divisions,
             vault,
             override_config,
-            views: RwLock::new(Views::default()),
+            views: Arc::new(LogViews::default()),
+            view_wait: log_views::DEFAULT_WAIT,
             signers: RwLock::new(BTreeMap::new()),
             directory: RwLock::new(Arc::new(KeyDirectory::new())),
             states: StateCache::new(CACHED_STREAMS),
         }
     }
 
-    /// Rebuilds the in-memory read models from the whole log.
+    /// How long a command waits for the views to reach the log head
+    /// before it fails with `TIMEOUT` (default 5 s).
+    pub fn with_view_wait(mut self, wait: Duration) -> Self {
+        self.view_wait = wait;
+        self
+    }
+
+    /// Starts following the log (if not yet) and waits until the views
+    /// have applied the head as it is now, however long that takes (start-up
+    /// catch-up). Returns how many health-code events the views applied.
     pub async fn rebuild(&self) -> Result<usize, HealthCodeError> {
-        let filter = EventFilter::streams(["person-", "riskarea-", "policy-", "checkpoint-"]);
-        let mut views = Views::default();
-        let mut from = ReadFrom::Start;
-        let mut count = 0;
-        loop {
-            let page = self
-                .store
-                .read_all(Direction::Forwards, from, PAGE, &filter)
-                .await
-                .map_err(store_err)?;
-            let Some(last) = page.last() else { break };
-            from = ReadFrom::At(last.position.next());
-            for recorded in &page {
-                if let Ok(event) = recorded.json::<HealthEvent>() {
-                    views.apply(&event);
-                    count += 1;
-                }
-            }
-            if page.len() < PAGE {
-                break;
+        self.views.follow(&self.store);
+        if let Some(head) = self.store.head().await.map_err(store_err)? {
+            self.views.reach(head.position, Duration::MAX).await?;
+        }
+        Ok(self.views.applied().events)
+    }
+
+    /// Makes sure the views have applied at least the log head as it is
+    /// when called (bounded wait, `TIMEOUT` otherwise): what any replica
+    /// recorded before this command began is seen by its decision.
+    pub async fn sync_views(&self) -> Result<(), HealthCodeError> {
+        self.views.follow(&self.store);
+        if let Some(head) = self.store.head().await.map_err(store_err)? {
+            if self.views.applied().position < Some(head.position) {
+                self.views.reach(head.position, self.view_wait).await?;
             }
         }
-        *write_lock(&self.views) = views;
-        Ok(count)
+        Ok(())
+    }
+
+    /// The log position the views have applied (`None`: nothing yet).
+    pub fn views_position(&self) -> Option<Position> {
+        self.views.applied().position
     }
 
     /// Installs a region's signing key and publishes its public key.
@@ -420,9 +394,10 @@ impl<S: EventStore> HealthCodeService<S> {
         KeyDirectory::clone(&read_lock(&self.directory))
     }
 
-    /// Persons known to the service.
+    /// Persons known to the service (as far as the views have followed
+    /// the log; see [`sync_views`](Self::sync_views)).
     pub fn persons(&self) -> Vec<PersonId> {
-        read_lock(&self.views).persons.clone()
+        self.views.read().persons.clone()
     }
 
     async fn load<St: Default>(
@@ -499,6 +474,7 @@ impl<S: EventStore> HealthCodeService<S> {
         fold: impl Fn(St, &HealthEvent) -> St,
         decide: impl Fn(&St, &DecisionContext<'_>) -> Result<Vec<HealthEvent>, HealthCodeError>,
     ) -> Result<Recorded, HealthCodeError> {
+        self.sync_views().await?;
         let slot = self.states.slot(name);
         let mut entry = slot.lock().await;
         let cached = take_folded::<St>(&mut entry);
@@ -512,7 +488,7 @@ impl<S: EventStore> HealthCodeService<S> {
         loop {
             let now = self.clock.now();
             let decided = {
-                let views = read_lock(&self.views);
+                let views = self.views.read();
                 let ctx = DecisionContext {
                     now,
                     divisions: &self.divisions,
@@ -569,9 +545,12 @@ impl<S: EventStore> HealthCodeService<S> {
                         state = fold(state, e);
                     }
                     put_folded(&mut entry, state, Some(appended.next_expected_revision));
-                    let mut views = write_lock(&self.views);
-                    for e in &events {
-                        views.apply(e);
+                    drop(entry);
+                    // Read your writes: the views see this append (in log
+                    // order, after everything before it) before the command
+                    // answers. The append is durable either way.
+                    if let Err(e) = self.views.reach(appended.position, self.view_wait).await {
+                        tracing::warn!(error = %e, "the views are behind this node's own append");
                     }
                     return Ok(Recorded {
                         events,
@@ -622,7 +601,21 @@ impl<S: EventStore> HealthCodeService<S> {
 
     /// Runs several commands on a person's stream as one atomic append
     /// (see [`decide_person_commands`]).
+    /// Scans of the person already in the log have their evidence recorded
+    /// first, so the decision sees them.
     pub async fn person_commands(
+        &self,
+        actor: &Actor,
+        person_id: PersonId,
+        commands: &[PersonCommand],
+    ) -> Result<Recorded, HealthCodeError> {
+        self.sync_views().await?;
+        self.settle_scans(person_id).await?;
+        self.person_commands_settled(actor, person_id, commands)
+            .await
+    }
+
+    async fn person_commands_settled(
         &self,
         actor: &Actor,
         person_id: PersonId,
@@ -849,8 +842,11 @@ impl<S: EventStore> HealthCodeService<S> {
             actor,
             Some(command.region),
             CorrelationId::new(),
-            |s: (), _| s,
-            |_, ctx| policy::decide_publish(ctx.policies, &command, ctx.actor, ctx.now),
+            |mut book: PolicyBook, e| {
+                book.apply(e);
+                book
+            },
+            |book, ctx| policy::decide_publish(book, &command, ctx.actor, ctx.now),
         )
         .await
     }
@@ -866,6 +862,7 @@ impl<S: EventStore> HealthCodeService<S> {
         &self,
         actor: &Actor,
     ) -> Result<Recorded, HealthCodeError> {
+        self.sync_views().await?;
         let mut changes = Recorded::default();
         for person_id in self.persons() {
             changes = changes.and(
@@ -923,7 +920,10 @@ impl<S: EventStore> HealthCodeService<S> {
             CheckpointCommand::Register { .. } => (None, None),
         };
         let holder_state = holder.as_ref().map(|h| &h.state);
-        let mut recorded = self
+        // One durable append: the scan's evidence reaches the person's
+        // stream through the evidence process manager (or the next command
+        // on that person, whichever comes first; see `settle_scans`).
+        let recorded = self
             .execute(
                 &name,
                 actor,
@@ -933,10 +933,6 @@ impl<S: EventStore> HealthCodeService<S> {
                 |s, ctx| checkpoint::decide(s, &command, ctx, &directory, holder_state),
             )
             .await?;
-        for scan in &recorded.events {
-            let evidence = self.fan_out_scan(actor, scan).await?;
-            recorded.position = recorded.position.max(evidence.position);
-        }
         Ok(ScanOutcome {
             recorded,
             claims,
@@ -952,7 +948,8 @@ impl<S: EventStore> HealthCodeService<S> {
         let Some(claims) = peek_code_claims(token) else {
             return Ok(None);
         };
-        let Some(person_id) = read_lock(&self.views).codes.get(&claims.code_id).copied() else {
+        self.sync_views().await?;
+        let Some(person_id) = self.views.read().codes.get(&claims.code_id).copied() else {
             return Ok(None);
         };
         let state = self.person_state(person_id).await?;
@@ -978,116 +975,125 @@ impl<S: EventStore> HealthCodeService<S> {
         })
     }
 
-    /// A scan is evidence about the person the code belongs to: a measured
-    /// temperature, and a venue visit when admitted, recorded in one append.
-    /// Idempotent (evidence ids derive from the scan id), so it can be
-    /// repeated after a crash.
-    async fn fan_out_scan(
+    /// Records the evidence of a scan in the log (`CodeScanned` at
+    /// `recorded`) on its holder's stream: a measured temperature, and a
+    /// venue visit when admitted, in one append. Idempotent (the evidence
+    /// ids derive from the scan id), so the evidence process manager can
+    /// repeat it after a crash and a command on the person can do it first.
+    /// Nothing to do for a code or checkpoint this hub does not know.
+    pub async fn record_scan_evidence(
         &self,
-        actor: &Actor,
-        scan: &HealthEvent,
+        recorded: &tongban_store::RecordedEvent,
     ) -> Result<Recorded, HealthCodeError> {
-        let HealthEvent::CodeScanned {
-            checkpoint_id,
-            scan_id,
-            code_id,
-            at,
-            ..
-        } = scan
-        else {
-            return Ok(Recorded::default());
+        let scan: HealthEvent = match recorded.json() {
+            Ok(scan @ HealthEvent::CodeScanned { .. }) => scan,
+            _ => return Ok(Recorded::default()),
         };
-        let (person, place) = {
-            let views = read_lock(&self.views);
-            (
-                views.codes.get(code_id).copied(),
-                views.places.get(checkpoint_id).copied(),
-            )
-        };
-        let (Some(person), Some(place)) = (person, place) else {
-            return Ok(Recorded::default());
-        };
+        self.views.follow(&self.store);
+        self.views.reach(recorded.position, self.view_wait).await?;
+        let recorder = recorded
+            .metadata_json::<EventMetadata>()
+            .map_or(tongban_kernel::ActorId::from_u128(0), |m| m.actor.id);
+        let pending = self
+            .views
+            .read()
+            .pending_scan(&scan, recorded.position, recorder);
+        match pending {
+            Some(pending) => self.record_pending_scan(&pending).await,
+            None => Ok(Recorded::default()),
+        }
+    }
+
+    async fn record_pending_scan(
+        &self,
+        pending: &PendingScan,
+    ) -> Result<Recorded, HealthCodeError> {
         // Recorded on behalf of the checkpoint, whichever side scanned.
         let recorder = Actor {
-            id: actor.id,
+            id: pending.recorder,
             role: Role::Checkpoint {
-                checkpoint: *checkpoint_id,
+                checkpoint: pending.checkpoint_id,
             },
         };
-        let commands: Vec<PersonCommand> = checkpoint::scan_evidence(scan, place)
-            .into_iter()
-            .enumerate()
-            .map(|(i, evidence)| PersonCommand::RecordEvidence {
+        let commands: Vec<PersonCommand> = pending
+            .evidence
+            .iter()
+            .map(|(id, evidence)| PersonCommand::RecordEvidence {
                 meta: EvidenceMeta {
-                    id: EventId::from_u128(scan_id.uuid().as_u128() ^ (i as u128 + 1)),
+                    id: *id,
                     source: EvidenceSource::Checkpoint,
-                    occurred_at: *at,
-                    recorded_by: actor.id,
+                    occurred_at: pending.at,
+                    recorded_by: pending.recorder,
                 },
-                evidence,
+                evidence: evidence.clone(),
                 ext: None,
             })
             .collect();
-        if commands.is_empty() {
-            return Ok(Recorded::default());
+        let outcome = self
+            .person_commands_settled(&recorder, pending.person_id, &commands)
+            .await;
+        match outcome {
+            Err(
+                HealthCodeError::PersonNotFound(_)
+                | HealthCodeError::PersonErased(_)
+                | HealthCodeError::Forbidden(_)
+                | HealthCodeError::InvalidInput { .. }
+                | HealthCodeError::FutureTime { .. },
+            ) => {
+                // It can never be recorded: nothing to wait for.
+                tracing::warn!(person = %pending.person_id, position = %pending.position, error = ?outcome.as_ref().err(), "a scan's evidence cannot be recorded; skipped");
+                self.views
+                    .write()
+                    .forget(pending.person_id, pending.position);
+                Ok(Recorded::default())
+            }
+            other => other,
         }
-        self.person_commands(&recorder, person, &commands).await
     }
 
-    /// Finishes work a crash may have interrupted between two appends:
-    /// scans whose evidence has not reached the person's stream and effective
-    /// overrides not yet applied to every person. Both steps are idempotent;
-    /// call after [`rebuild`](Self::rebuild) at start-up. Returns how many
-    /// scans and overrides were looked at.
-    pub async fn resume(&self, actor: &Actor) -> Result<usize, HealthCodeError> {
-        let filter = EventFilter::streams(["checkpoint-", "override-"]);
-        let mut from = ReadFrom::Start;
-        let mut seen = 0;
-        let mut overrides: BTreeMap<String, Vec<Uuid>> = BTreeMap::new();
-        loop {
-            let page = self
-                .store
-                .read_all(Direction::Forwards, from, PAGE, &filter)
-                .await
-                .map_err(store_err)?;
-            let Some(last) = page.last() else { break };
-            from = ReadFrom::At(last.position.next());
-            for recorded in &page {
-                match recorded.json::<HealthEvent>() {
-                    Ok(scan @ HealthEvent::CodeScanned { .. }) => {
-                        seen += 1;
-                        self.fan_out_scan(actor, &scan).await?;
-                    }
-                    Ok(HealthEvent::OverrideRequested { override_id, .. }) => {
-                        seen += 1;
-                        overrides
-                            .entry(recorded.stream.as_str().to_owned())
-                            .or_default()
-                            .push(override_id);
-                    }
-                    _ => {}
-                }
-            }
-            if page.len() < PAGE {
-                break;
-            }
+    /// Records the evidence of every scan of `person_id` already in the
+    /// (followed) log that has not reached their stream, so that a decision
+    /// on the person sees every scan before it, whether or not the evidence
+    /// process manager got there first (both are idempotent).
+    async fn settle_scans(&self, person_id: PersonId) -> Result<(), HealthCodeError> {
+        let pending = self
+            .views
+            .read()
+            .pending
+            .get(&person_id)
+            .cloned()
+            .unwrap_or_default();
+        for scan in &pending {
+            self.record_pending_scan(scan).await?;
         }
-        for (name, ids) in overrides {
-            let (state, _) = self
-                .load(&stream(name)?, |s: OverrideState, e| s.evolve(e))
-                .await?;
-            for id in ids {
-                for (person_id, apply) in state.applications(&id) {
-                    self.person(actor, person_id, apply).await?;
-                }
-            }
+        Ok(())
+    }
+
+    /// Applies an effective override to each of its persons (idempotent:
+    /// an override already applied changes nothing). Called by the
+    /// reaction process manager for every override event, so an override
+    /// approved just before a crash still reaches every person.
+    pub async fn settle_override(
+        &self,
+        actor: &Actor,
+        stream_name: &StreamName,
+        override_id: Uuid,
+    ) -> Result<Recorded, HealthCodeError> {
+        let (state, _) = self
+            .load(stream_name, |s: OverrideState, e| s.evolve(e))
+            .await?;
+        let mut recorded = Recorded::default();
+        for (person_id, apply) in state.applications(&override_id) {
+            recorded = recorded.and(self.person_recorded(actor, person_id, apply).await?);
         }
-        Ok(seen)
+        Ok(recorded)
     }
 
     /// Signs a checkpoint's place code with the key of a region containing it.
     pub fn place_code(&self, checkpoint_id: CheckpointId) -> Result<Vec<u8>, HealthCodeError> {
-        let place = read_lock(&self.views)
+        let place = self
+            .views
+            .read()
             .places
             .get(&checkpoint_id)
             .copied()
@@ -1167,7 +1173,11 @@ impl<S: EventStore> HealthCodeService<S> {
     }
 
     /// The folded state of a person (for queries and tests).
+    /// Every scan of theirs already in the log is part of it (see
+    /// [`person_commands`](Self::person_commands)).
     pub async fn person_state(&self, person_id: PersonId) -> Result<PersonState, HealthCodeError> {
+        self.sync_views().await?;
+        self.settle_scans(person_id).await?;
         self.current(&person_stream(person_id)?, |s: PersonState, e| s.evolve(e))
             .await
     }

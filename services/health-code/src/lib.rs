@@ -26,8 +26,14 @@
 //!   stable return codes.
 //! - [`handler`]: command handling on the event store (load, decide, append
 //!   with the expected revision, retry on conflict).
+//! - [`log_views`]: the facts decisions use beyond their own stream
+//!   (policies, risk map, code → person, checkpoint → place), followed by
+//!   every replica from `$all` and read at the position a command depends on.
 //! - [`projections`]: the read models (codes, colour counts, risk areas,
 //!   scan logs, travel, appeals, access log) and change feeds.
+//! - [`reactions`]: process managers on the projection runner (scan →
+//!   evidence, override → persons, risk area → the persons it touches),
+//!   checkpointed, idempotent by id, one owner among replicas by a lease.
 //! - [`graphql`]: this service's part of the gateway's schema.
 
 pub mod checkpoint;
@@ -37,6 +43,7 @@ pub mod events;
 pub mod facts;
 pub mod graphql;
 pub mod handler;
+pub mod log_views;
 pub mod operations;
 pub mod overrides;
 pub mod person;
@@ -44,6 +51,7 @@ pub mod policy;
 pub mod projections;
 pub mod qr;
 pub mod region_keys;
+pub mod reactions;
 pub mod resident_id;
 pub mod risk;
 pub mod token;

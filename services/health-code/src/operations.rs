@@ -140,7 +140,7 @@ impl ReturnCode {
             | OverrideNotPending(_)
             | Conflict { .. } => ReturnCode::Conflict,
             DeclarationRequired { .. } => ReturnCode::DeclarationRequired,
-            Store(_) | Vault(_) => ReturnCode::Internal,
+            Store(_) | Vault(_) | Timeout { .. } => ReturnCode::Internal,
         }
     }
 }

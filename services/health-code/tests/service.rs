@@ -12,6 +12,9 @@ use tongban_health_code::events::{Evidence, HealthEvent};
 use tongban_health_code::handler::HealthCodeService;
 use tongban_health_code::overrides::{OverrideCommand, OverrideConfig};
 use tongban_health_code::person::PersonCommand;
+use tongban_health_code::reactions::{
+    self, EvidenceManager, ReevaluationManager, WhereaboutsIndex,
+};
 use tongban_health_code::resident_id::{IdentityDocument, ResidentId};
 use tongban_health_code::risk::RiskAreaCommand;
 use tongban_health_code::token::{verify_code, RegionKey};
@@ -21,7 +24,8 @@ use tongban_health_code::vault::{
 };
 use tongban_health_code::HealthCodeError;
 use tongban_kernel::{CheckpointId, Divisions, EventId, FixedClock};
-use tongban_store::EmbeddedStore;
+use tongban_projection::{MemoryReadModels, ProjectionRunner, ReadModels, RunnerConfig};
+use tongban_store::{Direction, EmbeddedStore, EventStore, ReadFrom, StreamName};
 use uuid::Uuid;
 
 struct App {
@@ -461,8 +465,9 @@ async fn a_new_service_rebuilds_its_read_models_from_the_log() {
 }
 
 #[tokio::test]
-async fn resuming_after_a_crash_between_appends_delivers_the_scan_evidence_once() {
-    use tongban_store::{EventData, EventStore, ExpectedRevision, StreamName};
+async fn a_scan_without_its_evidence_reaches_the_person_through_the_process_manager_once_even_when_replayed(
+) {
+    use tongban_store::{EventData, ExpectedRevision};
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
     let s = HealthCodeService::new(
@@ -521,20 +526,196 @@ async fn resuming_after_a_crash_between_appends_delivers_the_scan_evidence_once(
         )
         .await
         .unwrap();
-    let visits = |state: &tongban_health_code::PersonState| {
-        state
-            .evidence
+    // Counted on the stream itself (a read through the service would
+    // record pending scan evidence first).
+    let person = StreamName::parse(format!("person-{PERSON}")).unwrap();
+    let visits = || async {
+        store
+            .read_stream(&person, Direction::Forwards, ReadFrom::Start, 1000)
+            .await
+            .unwrap()
             .iter()
-            .filter(|(_, e)| matches!(e, Evidence::VenueVisited { .. }))
+            .filter(|r| {
+                matches!(
+                    r.json::<HealthEvent>(),
+                    Ok(HealthEvent::EvidenceRecorded {
+                        evidence: Evidence::VenueVisited { .. },
+                        ..
+                    })
+                )
+            })
             .count()
     };
-    assert_eq!(visits(&s.person_state(PERSON).await.unwrap()), 0);
-    assert_eq!(s.resume(&beijing_official()).await.unwrap(), 1);
-    assert_eq!(visits(&s.person_state(PERSON).await.unwrap()), 1);
-    s.resume(&beijing_official()).await.unwrap();
+    assert_eq!(visits().await, 0);
+    let s = Arc::new(s);
+    let run_manager = || async {
+        // A runner with fresh read models: the manager starts from zero,
+        // as after a kill -9 before its first checkpoint.
+        let runner = ProjectionRunner::new(
+            store.clone(),
+            Arc::new(MemoryReadModels::new()),
+            RunnerConfig::default(),
+        );
+        runner
+            .start(Arc::new(EvidenceManager::new(s.clone())))
+            .unwrap();
+        let head = store.head().await.unwrap().unwrap().position;
+        runner
+            .wait_for(
+                reactions::EVIDENCE,
+                head,
+                std::time::Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        runner.shutdown().await;
+    };
+    // When the evidence manager runs, the visit is recorded;
+    run_manager().await;
+    assert_eq!(visits().await, 1);
+    // replayed from zero, it records nothing more.
+    run_manager().await;
+    assert_eq!(visits().await, 1, "a replay adds nothing");
+}
+
+#[tokio::test]
+async fn a_risk_area_reevaluates_only_the_persons_who_were_there_in_batches_with_visible_progress()
+{
+    // Given a visitor of the Huaxiang market and two persons who never went to Fengtai,
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path().join("store")).unwrap());
+    let s = Arc::new(HealthCodeService::new(
+        store.clone(),
+        Arc::new(FixedClock::new(T0)),
+        Arc::new(Divisions::load_default().unwrap()),
+        Arc::new(RedbKeyVault::open(dir.path().join("keys.redb"), kek()).unwrap()),
+        OverrideConfig::default(),
+    ));
+    s.install_region_key(RegionKey::from_seed(code(BEIJING), [1; 32]));
+    let others = [
+        tongban_kernel::PersonId::from_u128(0x2001),
+        tongban_kernel::PersonId::from_u128(0x2002),
+    ];
+    for person in std::iter::once(PERSON).chain(others) {
+        s.register_person(
+            &citizen(),
+            person,
+            code(BEIJING),
+            code(DONGCHENG_COMMUNITY),
+            &personal(),
+        )
+        .await
+        .unwrap();
+    }
+    let market = CheckpointId::from_u128(0xAA);
+    s.checkpoint(
+        &fengtai_official(),
+        market,
+        CheckpointCommand::Register {
+            checkpoint_id: market,
+            name: "market".into(),
+            place: code(HUAXIANG_COMMUNITY),
+            admission: r#"{"admit":["green"]}"#.into(),
+        },
+    )
+    .await
+    .unwrap();
+    let issued = s
+        .generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap();
+    s.checkpoint(
+        &checkpoint_device(),
+        market,
+        CheckpointCommand::Scan {
+            scan_id: EventId::from_u128(77),
+            direction: ScanDirection::GuardScansPerson,
+            code_token: issued.token,
+            place_token: None,
+            temperature: None,
+        },
+    )
+    .await
+    .unwrap();
+    // and the reactions running on a runner,
+    let models = Arc::new(MemoryReadModels::new());
+    let runner = ProjectionRunner::new(store.clone(), models.clone(), RunnerConfig::default());
+    runner.start(Arc::new(WhereaboutsIndex)).unwrap();
+    runner
+        .start(Arc::new(EvidenceManager::new(s.clone())))
+        .unwrap();
+    let progress = ReadModels::new(models.clone(), reactions::PROGRESS);
+    runner
+        .start(Arc::new(
+            ReevaluationManager::new(
+                s.clone(),
+                runner.read_models(reactions::WHEREABOUTS).unwrap(),
+                progress.clone(),
+            )
+            .with_batch(1),
+        ))
+        .unwrap();
+
+    let head = store.head().await.unwrap().unwrap().position;
+    runner
+        .wait_for(
+            reactions::EVIDENCE,
+            head,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+    // when Huaxiang is declared high-risk,
+    let declared = s
+        .risk_area_recorded(
+            &fengtai_official(),
+            RiskAreaCommand::Declare {
+                area: code(HUAXIANG),
+                level: RiskLevel::High,
+            },
+        )
+        .await
+        .unwrap();
+    let at = declared.position.unwrap();
+    runner
+        .wait_for(
+            reactions::REEVALUATION,
+            at,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+    // then the visitor alone was re-evaluated (to yellow), and the official
+    // sees the re-evaluation finished.
+    let rows = reactions::reevaluations(&progress).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].area, HUAXIANG);
+    assert_eq!((rows[0].persons_total, rows[0].persons_done), (1, 1));
+    assert!(rows[0].finished);
+    let colour_changes = |person| {
+        let store = store.clone();
+        async move {
+            let name = StreamName::parse(format!("person-{person}")).unwrap();
+            store
+                .read_stream(&name, Direction::Forwards, ReadFrom::Start, 1000)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|r| match r.json::<HealthEvent>() {
+                    Ok(HealthEvent::ColourChanged { colour, .. }) => Some(colour),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        }
+    };
     assert_eq!(
-        visits(&s.person_state(PERSON).await.unwrap()),
-        1,
-        "resuming twice adds nothing"
+        colour_changes(PERSON).await,
+        vec![Colour::Green, Colour::Yellow]
     );
+    for other in others {
+        assert_eq!(colour_changes(other).await, vec![Colour::Green]);
+    }
+    runner.shutdown().await;
 }

@@ -1,7 +1,9 @@
 //! The cache of folded stream states: a service decides on the latest state
 //! even when another node (another service on the same store) wrote since it
 //! last looked, retries after a concurrency conflict, and records all the
-//! evidence of a scan in one append.
+//! evidence of a scan in one append. Two replicas (two services on one
+//! store) decide on the same facts: what one records, the other's views
+//! follow from the log before it decides.
 
 mod support;
 
@@ -12,13 +14,16 @@ use tongban_health_code::events::{Evidence, EvidenceSource, HealthEvent};
 use tongban_health_code::handler::{decide_person_commands, HealthCodeService};
 use tongban_health_code::overrides::OverrideConfig;
 use tongban_health_code::person::{PersonCommand, PersonState};
-use tongban_health_code::policy::PolicyBook;
+use tongban_health_code::policy::{baseline_document, PolicyBook, PolicyDocument, PublishPolicy};
 use tongban_health_code::resident_id::{IdentityDocument, ResidentId};
+use tongban_health_code::risk::RiskAreaCommand;
 use tongban_health_code::risk::RiskMap;
 use tongban_health_code::token::RegionKey;
+use tongban_health_code::types::{Colour, RiskLevel};
 use tongban_health_code::types::{ScanDirection, Temperature};
 use tongban_health_code::vault::{KeyVault, PersonalData, RedbKeyVault};
 use tongban_health_code::DecisionContext;
+use tongban_health_code::HealthCodeError;
 use tongban_kernel::{CheckpointId, Divisions, EventId, EventMetadata, FixedClock};
 use tongban_store::{Direction, EmbeddedStore, EventStore, ReadFrom, StreamName};
 
@@ -188,7 +193,7 @@ async fn concurrent_commands_from_two_nodes_on_one_stream_all_land_after_retryin
 }
 
 #[tokio::test]
-async fn a_scan_records_its_temperature_and_visit_in_one_append_at_the_position_it_returns() {
+async fn a_scan_is_one_append_and_its_temperature_and_visit_reach_the_person_in_one_more() {
     // Given a registered person with a code and a registered market,
     let (a, _b, store, _dir) = two_nodes();
     register(&a).await;
@@ -227,32 +232,42 @@ async fn a_scan_records_its_temperature_and_visit_in_one_append_at_the_position_
         .await
         .unwrap();
 
-    // then both pieces of evidence share one append (one correlation),
+    // then the scan is one durable append, the log's last, at the position it answers,
+    assert_eq!(
+        recorded.position,
+        Some(store.head().await.unwrap().unwrap().position)
+    );
     let person = StreamName::parse(format!("person-{PERSON}")).unwrap();
+    let from_scan = || async {
+        store
+            .read_stream(&person, Direction::Forwards, ReadFrom::Start, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.json::<HealthEvent>(),
+                    Ok(HealthEvent::EvidenceRecorded { meta, .. })
+                        if meta.source == EvidenceSource::Checkpoint
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(from_scan().await.is_empty());
+
+    // and the next read of the person records both pieces of evidence in
+    // one append (one correlation).
+    a.service.person_state(PERSON).await.unwrap();
+    let evidence = from_scan().await;
+    assert_eq!(evidence.len(), 2);
+    let correlation = |r: &tongban_store::RecordedEvent| {
+        r.metadata_json::<EventMetadata>().unwrap().correlation_id
+    };
+    assert_eq!(correlation(&evidence[0]), correlation(&evidence[1]));
     let events = store
         .read_stream(&person, Direction::Forwards, ReadFrom::Start, 1000)
         .await
         .unwrap();
-    let from_scan: Vec<_> = events
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.json::<HealthEvent>(),
-                Ok(HealthEvent::EvidenceRecorded { meta, .. })
-                    if meta.source == EvidenceSource::Checkpoint
-            )
-        })
-        .collect();
-    assert_eq!(from_scan.len(), 2);
-    let correlation = |r: &&tongban_store::RecordedEvent| {
-        r.metadata_json::<EventMetadata>().unwrap().correlation_id
-    };
-    assert_eq!(correlation(&from_scan[0]), correlation(&from_scan[1]));
-
-    // and the scan answers with the position of that append, the log's last.
-    let last = events.last().unwrap().position;
-    assert_eq!(recorded.position, Some(last));
-    assert_eq!(store.head().await.unwrap().unwrap().position, last);
 
     // And the same scan again records nothing more.
     let again = a
@@ -267,6 +282,172 @@ async fn a_scan_records_its_temperature_and_visit_in_one_append_at_the_position_
         .await
         .unwrap();
     assert_eq!(after.len(), events.len());
+}
+
+/// Registers the market in Huaxiang (Fengtai) through `node`.
+async fn register_market(node: &Node) -> CheckpointId {
+    let market = CheckpointId::from_u128(0xAA);
+    node.service
+        .checkpoint(
+            &fengtai_official(),
+            market,
+            CheckpointCommand::Register {
+                checkpoint_id: market,
+                name: "market".into(),
+                place: code(HUAXIANG_COMMUNITY),
+                admission: r#"{"admit":["green"]}"#.into(),
+            },
+        )
+        .await
+        .unwrap();
+    market
+}
+
+fn guard_scan(id: u128, token: &[u8]) -> CheckpointCommand {
+    CheckpointCommand::Scan {
+        scan_id: EventId::from_u128(id),
+        direction: ScanDirection::GuardScansPerson,
+        code_token: token.to_vec(),
+        place_token: None,
+        temperature: Some(Temperature::parse("temperature", 36.5).unwrap()),
+    }
+}
+
+fn checkpoint_evidence(state: &PersonState) -> usize {
+    state
+        .evidence
+        .iter()
+        .filter(|(m, _)| m.source == EvidenceSource::Checkpoint)
+        .count()
+}
+
+#[tokio::test]
+async fn a_code_generated_through_one_replica_is_scanned_through_another_with_its_evidence() {
+    // Given a person, a market and a code, all recorded through replica A,
+    let (a, b, _store, _dir) = two_nodes();
+    register(&a).await;
+    let market = register_market(&a).await;
+    let issued = a
+        .service
+        .generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap();
+
+    // when the guard's scan goes through replica B,
+    let outcome = b
+        .service
+        .scan_recorded(&checkpoint_device(), market, guard_scan(77, &issued.token))
+        .await
+        .unwrap();
+
+    // then B knows the holder, admits them,
+    assert_eq!(outcome.holder.map(|h| h.person_id), Some(PERSON));
+    assert!(matches!(
+        &outcome.recorded.events[..],
+        [HealthEvent::CodeScanned { admitted: true, .. }]
+    ));
+    // and the temperature and the visit are the person's evidence, at both replicas.
+    for node in [&a, &b] {
+        node.service.sync_views().await.unwrap();
+        let state = node.service.person_state(PERSON).await.unwrap();
+        assert_eq!(checkpoint_evidence(&state), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_risk_area_declared_through_one_replica_changes_the_decisions_of_another() {
+    // Given a person who visited the Huaxiang market (everything through B),
+    let (a, b, _store, _dir) = two_nodes();
+    register(&b).await;
+    let market = register_market(&b).await;
+    let issued = b
+        .service
+        .generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap();
+    b.service
+        .checkpoint(&checkpoint_device(), market, guard_scan(77, &issued.token))
+        .await
+        .unwrap();
+    b.service.sync_views().await.unwrap();
+    assert_eq!(
+        checkpoint_evidence(&b.service.person_state(PERSON).await.unwrap()),
+        2
+    );
+
+    // when Huaxiang is declared high-risk through replica A,
+    a.service
+        .risk_area(
+            &fengtai_official(),
+            RiskAreaCommand::Declare {
+                area: code(HUAXIANG),
+                level: RiskLevel::High,
+            },
+        )
+        .await
+        .unwrap();
+
+    // then replica B re-evaluates the visitor to yellow.
+    let changes = b
+        .service
+        .person(&beijing_official(), PERSON, PersonCommand::Reevaluate)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&changes[..], [HealthEvent::ColourChanged { colour: Colour::Yellow, reason, .. }] if reason == "RISK_AREA_VENUE_VISIT"),
+        "{changes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_published_through_one_replica_is_used_by_another() {
+    // Given a registered person,
+    let (a, b, _store, _dir) = two_nodes();
+    register(&a).await;
+    let policy = |declaration_max_age_hours| PublishPolicy {
+        region: code(BEIJING),
+        policy_id: "beijing".into(),
+        document: PolicyDocument {
+            declaration_max_age_hours,
+            ..baseline_document()
+        },
+    };
+
+    // when replica A publishes a Beijing policy asking for a declaration,
+    let published = a
+        .service
+        .publish_policy(&beijing_official(), policy(Some(24)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        &published[..],
+        [HealthEvent::PolicyPublished { version: 1, .. }]
+    ));
+
+    // then replica B refuses a code without one,
+    let refused = b
+        .service
+        .generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, HealthCodeError::DeclarationRequired { .. }),
+        "{refused}"
+    );
+    // and B's next publication is version 2 (decided on the policy's stream).
+    let next = b
+        .service
+        .publish_policy(&beijing_official(), policy(None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        &next[..],
+        [HealthEvent::PolicyPublished { version: 2, .. }]
+    ));
+    a.service
+        .generate_code(&citizen(), PERSON, code(BEIJING))
+        .await
+        .unwrap();
 }
 
 #[test]

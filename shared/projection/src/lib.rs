@@ -22,6 +22,10 @@
 //! - [`feed`]: departments' change feeds: change records keyed by a cursor
 //!   in the global log, bounded live buffers, slow consumers dropped with a
 //!   cursor to resume from, scope filters from the caller's authorisation.
+//! - [`lease`]: one owner among replicas for a process manager, kept in
+//!   the log (`lease-<name>`, taken with an expected revision, renewed,
+//!   taken over once expired), and [`Leased`], a projection run only by
+//!   the lease's holder.
 //! - [`audit`]: stream history and `$all` between positions or times, paged
 //!   or streamed; read models as of a position or a time.
 //! - [`example`]: a small projection (counts per stream category, a code
@@ -34,6 +38,7 @@ pub mod audit;
 pub mod error;
 pub mod example;
 pub mod feed;
+pub mod lease;
 pub mod projection;
 pub mod read_model;
 pub mod replay;
@@ -42,6 +47,7 @@ pub mod runner;
 pub use audit::{Auditor, LogPoint, Page, TimeTravel};
 pub use error::ProjectionError;
 pub use feed::{ChangeDraft, ChangeRecord, Feed, FeedCursor, FeedScope};
+pub use lease::{Lease, LeaseConfig, Leased};
 pub use projection::{ApplyError, Changes, Projection};
 pub use read_model::embedded::EmbeddedReadModels;
 pub use read_model::memory::MemoryReadModels;

@@ -2,12 +2,17 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 use async_trait::async_trait;
 use tongban_projection::example::{CategoryCount, CategoryCounts};
-use tongban_projection::{ApplyError, Changes, KeyRange, Projection, RunState, RunnerConfig};
+use tongban_projection::{
+    ApplyError, Changes, KeyRange, LeaseConfig, Leased, MemoryReadModels, Projection,
+    ProjectionRunner, RunState, RunnerConfig,
+};
 use tongban_store::{EventFilter, RecordedEvent};
 
 use support::{append, hub, WAIT};
@@ -212,6 +217,102 @@ async fn catching_up_in_tiny_batches_counts_every_event_once() -> Result<()> {
             }),
             "batch size {batch_size}"
         );
+        runner.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Counts the `order-` events it applies: a stand-in for a process manager.
+struct Reaction {
+    applied: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl Projection for Reaction {
+    fn name(&self) -> &str {
+        "reaction"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn filter(&self) -> EventFilter {
+        EventFilter::streams(["order-"])
+    }
+    async fn apply(&self, events: &[RecordedEvent], _: &mut Changes<'_>) -> Result<(), ApplyError> {
+        self.applied.fetch_add(events.len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < WAIT, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_replicas_only_the_lease_holder_applies_and_the_other_takes_over_when_it_stops(
+) -> Result<()> {
+    // Given two replicas (runners with their own read models) on one log,
+    // each running the same leased reaction,
+    let hub = hub()?;
+    let lease = LeaseConfig {
+        ttl: Duration::from_millis(600),
+        renew_every: Duration::from_millis(150),
+    };
+    let config = RunnerConfig {
+        retry_delay: Duration::from_millis(50),
+        ..RunnerConfig::default()
+    };
+    let counts = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let mut runners = Vec::new();
+    for applied in &counts {
+        let runner = ProjectionRunner::new(
+            hub.events.clone(),
+            Arc::new(MemoryReadModels::new()),
+            config.clone(),
+        );
+        let reaction = Reaction {
+            applied: applied.clone(),
+        };
+        runner.start(Arc::new(Leased::new(reaction, hub.events.clone(), lease)?))?;
+        runners.push(Some(runner));
+    }
+    let total = || {
+        counts
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+
+    // when events arrive, in two bursts,
+    append(hub.events.as_ref(), "order-1", 10).await?;
+    until("the first burst is applied", || total() == 10).await;
+    tokio::time::sleep(lease.ttl * 2).await;
+    append(hub.events.as_ref(), "order-2", 5).await?;
+    until("the second burst is applied", || total() == 15).await;
+    tokio::time::sleep(lease.ttl * 2).await;
+
+    // then one replica applied every event and the other none,
+    let seen: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert!(seen == [15, 0] || seen == [0, 15], "applied: {seen:?}");
+    let holder = usize::from(seen[0] == 0);
+    let standby = 1 - holder;
+
+    // and when the holder stops, the other takes the lease over once it
+    // expired and catches up from its own checkpoint.
+    if let Some(runner) = runners[holder].take() {
+        runner.shutdown().await;
+    }
+    append(hub.events.as_ref(), "order-3", 5).await?;
+    until("the standby took over", || {
+        counts[standby].load(Ordering::SeqCst) == 20
+    })
+    .await;
+    assert_eq!(counts[holder].load(Ordering::SeqCst), 15);
+    for runner in runners.into_iter().flatten() {
         runner.shutdown().await;
     }
     Ok(())

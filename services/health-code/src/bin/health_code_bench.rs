@@ -7,7 +7,11 @@
 //!   same decision written natively in Rust as a peer, with the ratio;
 //! - code token signs and verifies per second (COSE_Sign1, Ed25519);
 //! - scans decided per second without I/O (verify + admission + event);
-//! - the time to load the real division codes.
+//! - the time to load the real division codes;
+//! - `reevaluate_persons_per_s`: persons re-evaluated per second by the
+//!   re-evaluation process manager after a risk-area declaration that
+//!   touches every one of them (embedded store on disk; 2,000 persons with
+//!   `--quick`, 20,000 otherwise; `--persons N` to choose).
 
 use std::hint::black_box;
 use std::time::{Duration as StdDuration, Instant};
@@ -233,5 +237,129 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         black_box(checkpoint::decide(&state, black_box(&command), &ctx, &directory, None).ok());
     });
     println!("scans_decided_per_sec={scans:.0}");
+
+    let persons = std::env::args()
+        .skip_while(|a| a != "--persons")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick { 2_000 } else { 20_000 });
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (per_s, changes) = runtime.block_on(reevaluation(persons))?;
+    println!("reevaluate_persons={persons}");
+    println!("reevaluate_log_positions_appended={changes}");
+    println!("reevaluate_persons_per_s={per_s:.0}");
     Ok(())
+}
+
+/// Registers `persons` who declared a trip to Fengtai, declares Huaxiang
+/// (in Fengtai) high-risk and times the re-evaluation process manager.
+async fn reevaluation(persons: usize) -> Result<(f64, usize), Box<dyn std::error::Error>> {
+    use futures::StreamExt;
+    use std::sync::Arc;
+    use tongban_health_code::handler::HealthCodeService;
+    use tongban_health_code::overrides::OverrideConfig;
+    use tongban_health_code::person::PersonCommand;
+    use tongban_health_code::reactions::{self, ReevaluationManager, WhereaboutsIndex};
+    use tongban_health_code::resident_id::{IdentityDocument, ResidentId};
+    use tongban_health_code::risk::RiskAreaCommand;
+    use tongban_health_code::vault::{LocalKek, PersonalData, RedbKeyVault};
+    use tongban_kernel::{FixedClock, PersonId};
+    use tongban_projection::{MemoryReadModels, ProjectionRunner, ReadModels, RunnerConfig};
+    use tongban_store::{EmbeddedStore, EventStore};
+
+    let dir = std::env::temp_dir().join(format!("tongban-reevaluate-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+    let kek = Arc::new(LocalKek::from_text(&"42".repeat(32), "bench")?);
+    let vault = Arc::new(RedbKeyVault::open(dir.join("keys.redb"), kek)?);
+    let service = Arc::new(HealthCodeService::new(
+        store.clone(),
+        Arc::new(FixedClock::new(NOW)),
+        Arc::new(Divisions::load_default()?),
+        vault,
+        OverrideConfig::default(),
+    ));
+    let personal = PersonalData::new(
+        IdentityDocument::ResidentId(ResidentId::parse("11010519491231002X")?),
+        "张三",
+        "13800000000",
+    )?;
+    let beijing = code("11")?;
+    let dongcheng = code("110101001001")?;
+    let fengtai = code("110106")?;
+    let registered = futures::stream::iter(0..persons)
+        .map(|n| {
+            let service = service.clone();
+            let personal = personal.clone();
+            async move {
+                let person = PersonId::from_u128(0x5000_0000 + n as u128);
+                let citizen = Actor::citizen(ActorId::from_u128(0xC000_0000 + n as u128), person);
+                service
+                    .register_person(&citizen, person, beijing, dongcheng, &personal)
+                    .await?;
+                service
+                    .person(
+                        &citizen,
+                        person,
+                        PersonCommand::DeclareHealth {
+                            evidence_id: EventId::from_u128(0xDE00_0000 + n as u128),
+                            at: NOW - Duration::hours(1),
+                            symptoms: vec![],
+                            temperature: Temperature::parse("t", 36.5)?,
+                            declared_travel: vec![fengtai],
+                            ext: None,
+                        },
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    for r in registered {
+        r?;
+    }
+    let models = Arc::new(MemoryReadModels::new());
+    let runner = ProjectionRunner::new(store.clone(), models.clone(), RunnerConfig::default());
+    runner.start(Arc::new(WhereaboutsIndex))?;
+    let progress = ReadModels::new(models, reactions::PROGRESS);
+    runner.start(Arc::new(ReevaluationManager::new(
+        service.clone(),
+        runner.read_models(reactions::WHEREABOUTS)?,
+        progress.clone(),
+    )))?;
+    if let Some(head) = store.head().await? {
+        runner
+            .wait_for(
+                reactions::WHEREABOUTS,
+                head.position,
+                StdDuration::from_secs(600),
+            )
+            .await?;
+    }
+    let official = Actor::health_official(ActorId::from_u128(0xF1), fengtai);
+    let started = Instant::now();
+    let declared = service
+        .risk_area_recorded(
+            &official,
+            RiskAreaCommand::Declare {
+                area: code("110106018")?,
+                level: RiskLevel::High,
+            },
+        )
+        .await?;
+    let at = declared
+        .position
+        .ok_or("the declaration appended nothing")?;
+    runner
+        .wait_for(reactions::REEVALUATION, at, StdDuration::from_secs(3600))
+        .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rows = reactions::reevaluations(&progress).await?;
+    let done = rows.first().map_or(0, |r| r.persons_done) as f64;
+    let head = store.head().await?.map_or(0, |h| h.position.0);
+    runner.shutdown().await;
+    drop(service);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((done / elapsed, (head - at.0) as usize))
 }

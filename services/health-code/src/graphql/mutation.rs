@@ -336,24 +336,6 @@ async fn done(ctx: &Context<'_>, recorded: &Recorded, id: Option<String>) -> Res
     })
 }
 
-/// A risk area declared, changed or lifted changes colours: every person is
-/// re-evaluated in the background (idempotent; only changed colours are
-/// recorded), so codes follow the area without waiting for a scheduled
-/// sweep. The mutation answers at once; colour changes arrive through the
-/// `colourChanged` subscription.
-fn reevaluate_in_background(api: &HealthCodeApi, actor: &Actor, events: &[HealthEvent]) {
-    if events.is_empty() {
-        return;
-    }
-    let service = api.service.clone();
-    let actor = actor.clone();
-    tokio::spawn(async move {
-        if let Err(e) = service.reevaluate_all(&actor).await {
-            tracing::warn!(error = %e, "re-evaluation after a risk-area change failed");
-        }
-    });
-}
-
 fn evidence_id() -> EventId {
     EventId::new()
 }
@@ -696,7 +678,8 @@ impl HealthCodeMutation {
             .risk_area_recorded(actor, command)
             .await
             .map_err(domain)?;
-        reevaluate_in_background(api, actor, &recorded.events);
+        // The persons the area touches are re-evaluated by the
+        // re-evaluation process manager (`reactions`), which survives a crash.
         done(ctx, &recorded, None).await
     }
 
@@ -712,7 +695,8 @@ impl HealthCodeMutation {
             .risk_area_recorded(actor, command)
             .await
             .map_err(domain)?;
-        reevaluate_in_background(api, actor, &recorded.events);
+        // The persons the area touches are re-evaluated by the
+        // re-evaluation process manager (`reactions`), which survives a crash.
         done(ctx, &recorded, None).await
     }
 

@@ -178,6 +178,36 @@ impl ReadModels {
         bytes.map(|b| table.decode_value(&b)).transpose()
     }
 
+    /// Writes one row at once, outside any projection batch, keeping the
+    /// namespace's checkpoint: for rows a process manager updates while it
+    /// works (its progress). The namespace must have no other writer.
+    pub async fn put_now<K: Key, V: Serialize + DeserializeOwned>(
+        &self,
+        table: &Table<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Result<(), ProjectionError> {
+        let checkpoint = self
+            .checkpoint()
+            .await?
+            .unwrap_or_else(|| super::Checkpoint::empty(1));
+        let mut batch = super::WriteBatch::new();
+        batch.change(
+            table.name(),
+            table.has_indexes(),
+            key.encode_key(),
+            Some((table.encode_value(value)?, table.index_entries(value))),
+        );
+        self.store
+            .commit(
+                &self.namespace,
+                checkpoint.position,
+                checkpoint,
+                Arc::new(batch),
+            )
+            .await
+    }
+
     /// One page of rows within `range`, in key order.
     pub async fn scan<K: Key, V: Serialize + DeserializeOwned>(
         &self,
