@@ -133,6 +133,11 @@ impl App {
         bail!("tongban did not stop within 10 s of SIGTERM")
     }
 
+    /// The node's process id (for `kill -9` in crash tests).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Keeps the data directory after the node stops (for restarts).
     pub fn keep_data(&mut self) -> Option<tempfile::TempDir> {
         self._dir.take()

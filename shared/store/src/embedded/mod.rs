@@ -12,6 +12,8 @@
 //! transactions, see nothing past the durable head, and never block the
 //! writer.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod id_cache;
 pub mod layout;
 mod read;

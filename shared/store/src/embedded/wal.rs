@@ -159,32 +159,7 @@ impl Wal {
                 supported: layout::FORMAT_VERSION,
             });
         }
-        let mut entries = Vec::new();
-        let mut at = 0usize;
-        while at + HEADER <= bytes.len() {
-            if &bytes[at..at + 4] != MAGIC {
-                break;
-            }
-            let len = u32_at(&bytes, at + 4) as usize;
-            let crc = u32_at(&bytes, at + 8);
-            let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
-                break;
-            };
-            if crc32fast::hash(payload) != crc {
-                break;
-            }
-            let mut p = 0usize;
-            while p + 12 <= payload.len() {
-                let position = u64::from_le_bytes(payload[p..p + 8].try_into().unwrap_or_default());
-                let n = u32_at(payload, p + 8) as usize;
-                let Some(stored) = payload.get(p + 12..p + 12 + n) else {
-                    break;
-                };
-                entries.push((position, stored.to_vec()));
-                p += 12 + n;
-            }
-            at += HEADER + len;
-        }
+        let (entries, at) = parse(&bytes);
         if at < bytes.len() {
             tracing::warn!(
                 path = %self.path.display(),
@@ -194,6 +169,39 @@ impl Wal {
         }
         Ok(entries)
     }
+}
+
+/// Splits the bytes of a log into its intact entries: (position, stored
+/// event). Returns them with the length of the intact prefix; parsing
+/// stops at the first record whose magic, length or checksum is wrong.
+pub(crate) fn parse(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, usize) {
+    let mut entries = Vec::new();
+    let mut at = 0usize;
+    while at + HEADER <= bytes.len() {
+        if &bytes[at..at + 4] != MAGIC {
+            break;
+        }
+        let len = u32_at(bytes, at + 4) as usize;
+        let crc = u32_at(bytes, at + 8);
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        let mut p = 0usize;
+        while p + layout::ENTRY_PREFIX <= payload.len() {
+            let position = u64::from_le_bytes(payload[p..p + 8].try_into().unwrap_or_default());
+            let n = u32_at(payload, p + 8) as usize;
+            let Some(stored) = payload.get(p + 12..p + 12 + n) else {
+                break;
+            };
+            entries.push((position, stored.to_vec()));
+            p += 12 + n;
+        }
+        at += HEADER + len;
+    }
+    (entries, at)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
