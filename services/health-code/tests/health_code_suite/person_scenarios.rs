@@ -2,7 +2,7 @@
 //! colours under the national baseline and regional policies, the Xinfadi
 //! outbreak, appeals and privacy.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::*;

@@ -2,7 +2,7 @@
 //! fenced by legal basis, authority, a threshold with a second approval and
 //! an alert, and a set expiry.
 
-mod support;
+use crate::support;
 
 use support::*;
 use time::Duration;

@@ -1,6 +1,6 @@
 //! The runner: catch-up, live, rebuilds, failures, status.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Departments' change feeds: resume with no gap, scopes, slow consumers.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Auditors' replay: history between positions and times; time travel.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

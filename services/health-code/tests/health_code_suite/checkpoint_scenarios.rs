@@ -1,7 +1,7 @@
 //! Given/when/then scenarios of checkpoints: registration, both scan
 //! directions, admission policies, token verification and scans as evidence.
 
-mod support;
+use crate::support;
 
 use support::*;
 use time::{Duration, OffsetDateTime};

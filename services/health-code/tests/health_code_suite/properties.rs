@@ -2,7 +2,7 @@
 //! evidence arrived in, and replaying the recorded events yields the same
 //! colours (after which a re-evaluation changes nothing).
 
-mod support;
+use crate::support;
 
 use proptest::prelude::*;
 use support::*;

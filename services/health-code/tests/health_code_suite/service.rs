@@ -1,7 +1,7 @@
 //! The service on the embedded event store: load, decide, append with the
 //! expected revision, retry on conflict; sealing, signing and fan-out.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use support::*;

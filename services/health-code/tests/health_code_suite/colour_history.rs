@@ -3,7 +3,7 @@
 //! the same read model) and `colourCountHistory` through the schema
 //! (authorisation, windows, carried-forward hours).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;

@@ -5,7 +5,7 @@
 //! store) decide on the same facts: what one records, the other's views
 //! follow from the log before it decides.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use support::*;

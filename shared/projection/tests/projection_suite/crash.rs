@@ -2,7 +2,7 @@
 //! example projection (and appends events) and is killed at random moments;
 //! at the end the read model must equal what the log says, exactly.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
