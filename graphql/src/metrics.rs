@@ -80,6 +80,9 @@ pub struct OperationLabel {
     pub field: String,
 }
 
+/// A per-operation counter family: name, help, value.
+type OperationFamily = (&'static str, &'static str, fn(&OperationStats) -> String);
+
 #[derive(Default)]
 struct OperationStats {
     count: u64,
@@ -310,29 +313,26 @@ impl Metrics {
             .operations
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let families: [(&str, &str, &str, fn(&OperationStats) -> String); 3] = [
+        let families: [OperationFamily; 3] = [
             (
                 "tongban_graphql_operations_total",
-                "counter",
                 "GraphQL operations by type and first root field.",
                 |s| s.count.to_string(),
             ),
             (
                 "tongban_graphql_operation_errors_total",
-                "counter",
                 "GraphQL queries and mutations answered with errors, by type and first root field.",
                 |s| s.errors.to_string(),
             ),
             (
                 "tongban_graphql_operation_seconds_total",
-                "counter",
                 "Time spent executing queries and mutations, by type and first root field.",
                 |s| s.seconds.to_string(),
             ),
         ];
-        for (name, kind, help, value) in families {
+        for (name, help, value) in families {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "# TYPE {name} counter");
             for (label, stats) in operations.iter() {
                 let _ = writeln!(
                     out,
@@ -614,7 +614,12 @@ impl Extension for OperationMetricsExtension {
     ) -> Response {
         let started = Instant::now();
         let response = next.run(ctx, operation_name).await;
-        if let Some(label) = ctx.data_opt::<OperationLabel>() {
+        // Each event of a subscription passes here too: subscriptions were
+        // counted once, when they started.
+        if let Some(label) = ctx
+            .data_opt::<OperationLabel>()
+            .filter(|l| l.kind != "subscription")
+        {
             self.metrics
                 .operation(label, Some(started.elapsed()), response.is_err());
         }
