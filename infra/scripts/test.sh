@@ -20,4 +20,16 @@ if ! python3 -c "import esdbclient" 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check esdbclient==1.1.7
 fi
 
+# graphql-js, the reference implementation, for the introspection test
+# (tests/tests/limits.rs runs tests/introspection/introspect.mjs with Node).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "installing Node.js and npm for the graphql-js introspection test"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/introspection/node_modules/graphql ]; then
+    echo "installing graphql-js (tests/introspection, pinned in its package-lock.json)"
+    npm ci --prefix tests/introspection --no-audit --no-fund --silent
+fi
+
 cargo test --workspace --locked "$@"
