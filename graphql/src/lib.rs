@@ -19,6 +19,8 @@
 //! - [`metrics`]: Prometheus text metrics.
 //! - [`server`]: the actix-web application: `/graphql` (GET, POST,
 //!   WebSocket), `/graphiql`, `/healthz`, `/readyz`, `/metrics`, `/`.
+//! - [`graphiql`]: GraphiQL, its page and bundles embedded from
+//!   `graphql/graphiql/` and served at `/graphiql`.
 //! - [`portal`]: the portal's pages (citizen, checkpoint, official,
 //!   auditor), embedded from `graphql/portal/` and served at `/`.
 //! - [`demo`]: seeds a city (Beijing) with persons, checkpoints and a
@@ -30,6 +32,7 @@ pub mod chain;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod graphiql;
 pub mod limits;
 pub mod metrics;
 pub mod node;

@@ -83,6 +83,28 @@ impl NodeArgs {
     }
 }
 
+/// Where a command that does not serve finds its configuration and data
+/// (`token`: the mode and the development key).
+#[derive(clap::Args, Debug, Clone)]
+struct DataArgs {
+    /// Configuration file (default: ./tongban.toml if present).
+    #[arg(long, env = "TONGBAN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default: ./data, or TONGBAN_DATA).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        Config::load(&Overrides {
+            config: self.config.clone(),
+            data: self.data.clone(),
+            ..Overrides::default()
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the GraphQL gateway (works with no configuration).
@@ -113,7 +135,7 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         hours: i64,
         #[command(flatten)]
-        node: NodeArgs,
+        node: DataArgs,
     },
     /// Seed a realistic city (Beijing, a Xinfadi-style outbreak in Fengtai's
     /// Huaxiang township), then serve it and print tokens for each role.

@@ -91,10 +91,10 @@ impl EventStore for MeteredStore {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
-        let n = events.len();
+        let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
         let result = self.inner.append(stream, expected, events).await;
         if result.is_ok() {
-            self.metrics.append(n);
+            self.metrics.append(types.iter().map(String::as_str));
         }
         result
     }

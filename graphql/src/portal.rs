@@ -2,9 +2,17 @@
 //! embedded in the binary (nothing is fetched from the internet at run
 //! time) and served at `/` and `/portal/...`. Its pages use only the public
 //! GraphQL API, exactly as a province's own front end would.
+//!
+//! Every embedded file (also GraphiQL's, see [`crate::server`]) is served
+//! by [`embedded`]: a weak ETag from the content's hash, so a revisit
+//! costs a `304 Not Modified`; `HEAD` answered; compression is the
+//! application's middleware.
+
+use std::sync::OnceLock;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use sha2::{Digest as _, Sha256};
 
 /// Every embedded file: path under `/portal/`, content type, bytes.
 const FILES: &[(&str, &str, &[u8])] = &[
@@ -57,32 +65,98 @@ const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'se
                    connect-src 'self' ws: wss:; media-src 'self' blob:; object-src 'none'; base-uri 'none'; \
                    frame-ancestors 'none'";
 
-async fn index() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .body(INDEX)
+/// The weak ETag of `bytes` (weak: the same file is sent compressed or
+/// not).
+pub fn etag_of(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    format!("W/\"{}\"", hex::encode(&hash[..12]))
 }
 
-async fn asset(path: web::Path<String>) -> HttpResponse {
+/// Whether an `If-None-Match` header names `etag` (weak comparison).
+fn matches(req: &HttpRequest, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+/// Answers a GET or HEAD of an embedded file: 304 when the caller holds
+/// it, otherwise the bytes with their ETag. Caches revalidate every use
+/// (`no-cache`), so a new binary's files are never stale.
+pub fn embedded(
+    req: &HttpRequest,
+    kind: &str,
+    bytes: &'static [u8],
+    etag: &str,
+    extra: impl FnOnce(&mut HttpResponseBuilder),
+) -> HttpResponse {
+    let held = matches(req, etag);
+    let mut res = if held {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
+    extra(&mut res);
+    if held {
+        return res.finish();
+    }
+    // For a HEAD, the server sends these headers without the body.
+    res.content_type(kind).body(bytes)
+}
+
+/// The ETags of [`FILES`], in order, then the index page's.
+fn etags() -> &'static [String] {
+    static TAGS: OnceLock<Vec<String>> = OnceLock::new();
+    TAGS.get_or_init(|| {
+        FILES
+            .iter()
+            .map(|(_, _, bytes)| etag_of(bytes))
+            .chain([etag_of(INDEX.as_bytes())])
+            .collect()
+    })
+}
+
+async fn index(req: HttpRequest) -> HttpResponse {
+    let tag = etags().last().map(String::as_str).unwrap_or_default();
+    embedded(
+        &req,
+        "text/html; charset=utf-8",
+        INDEX.as_bytes(),
+        tag,
+        |res| {
+            res.insert_header((header::CONTENT_SECURITY_POLICY, CSP));
+        },
+    )
+}
+
+async fn asset(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let name = path.into_inner();
-    match FILES.iter().find(|(n, _, _)| *n == name) {
-        Some((_, kind, bytes)) => HttpResponse::Ok()
-            .content_type(*kind)
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-            .body(*bytes),
+    match FILES.iter().position(|(n, _, _)| *n == name) {
+        Some(i) => {
+            let (_, kind, bytes) = FILES[i];
+            let tag = etags().get(i).map(String::as_str).unwrap_or_default();
+            embedded(&req, kind, bytes, tag, |_| {})
+        }
         None => HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")
             .body(format!("no portal file {name:?}\n")),
     }
 }
 
-/// Registers `/` and `/portal/{file}`.
+/// GET or HEAD.
+pub fn get_or_head() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// Registers `/` and `/portal/{file}` (GET and HEAD).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/portal/{file:.*}", web::get().to(asset));
+    cfg.route("/", get_or_head().to(index))
+        .route("/portal/{file:.*}", get_or_head().to(asset));
 }
 
 #[cfg(test)]

@@ -260,6 +260,8 @@ pub fn build(
     limits: &Limits,
     limiter: Arc<crate::limits::RateLimiter>,
 ) -> TongbanSchema {
+    // The schema's names bound the labels of per-operation metrics.
+    let names = Arc::new(std::sync::OnceLock::new());
     let builder = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -285,11 +287,17 @@ pub fn build(
         timeout: std::time::Duration::from_millis(limits.request_timeout_ms),
         max_operations_per_connection: limits.max_operations_per_connection,
     })
+    .extension(crate::metrics::OperationMetrics {
+        metrics: node.metrics.clone(),
+        names: names.clone(),
+    })
     .limit_complexity(limits.max_complexity);
     let builder = if node.config.introspection_enabled() {
         builder
     } else {
         builder.disable_introspection()
     };
-    builder.finish()
+    let schema = builder.finish();
+    let _ = names.set(schema.names().into_iter().collect());
+    schema
 }

@@ -3,6 +3,9 @@
 //! `/readyz`, `/metrics`, the hub's public region keys at
 //! `/.well-known/tongban/keys.json` (no authentication: peers and offline
 //! verifiers fetch it), and the portal at `/` (see [`crate::portal`]).
+//! [`app`] wraps them in the middleware every request passes: responses
+//! compressed (gzip, brotli) when the caller accepts it, and each request
+//! counted by route and status class for `/metrics`.
 //!
 //! Before a request runs: the bearer token is verified (401 with the reason
 //! otherwise), the caller's rate limit is taken (429, keyed on the verified
@@ -18,10 +21,12 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
+use actix_web::middleware::Compress;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context as _;
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{Data, ServerError};
 use async_graphql_actix_web::GraphQLSubscription;
 use futures::StreamExt;
@@ -229,13 +234,9 @@ fn is_json(headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-fn finish(
-    state: &AppState,
-    route: Route,
-    started: Instant,
-    result: Result<HttpResponse, GatewayError>,
-) -> HttpResponse {
-    let response = match result {
+/// The answer to a result (requests are counted by [`app`]'s middleware).
+fn finish(state: &AppState, result: Result<HttpResponse, GatewayError>) -> HttpResponse {
+    match result {
         Ok(r) => r,
         Err(e) => {
             if matches!(e, GatewayError::RateLimited { .. }) {
@@ -243,11 +244,7 @@ fn finish(
             }
             actix_web::ResponseError::error_response(&e)
         }
-    };
-    state
-        .metrics
-        .request(route, response.status().as_u16(), started.elapsed());
-    response
+    }
 }
 
 #[tracing::instrument(name = "graphql.post", skip_all)]
@@ -270,7 +267,7 @@ async fn graphql_post(
         execute(&state, &req, started, actor, request).await
     }
     .await;
-    finish(&state, Route::Graphql, started, result)
+    finish(&state, result)
 }
 
 #[tracing::instrument(name = "graphql.get", skip_all)]
@@ -287,7 +284,7 @@ async fn graphql_get(
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_upgrade {
         let result = subscribe(&state, &req, payload);
-        return finish(&state, Route::Subscription, started, result);
+        return finish(&state, result);
     }
     let result = async {
         let actor = authenticate(&state, req.headers())?;
@@ -298,7 +295,7 @@ async fn graphql_get(
         execute(&state, &req, started, actor, request).await
     }
     .await;
-    finish(&state, Route::Graphql, started, result)
+    finish(&state, result)
 }
 
 /// A GET runs queries only: the operation's type is read from the parsed
@@ -346,6 +343,16 @@ fn subscribe(
         identity.insert_into(&mut data);
     }
     let verifier = state.verifier.clone();
+    // Counted as open until the connection's input ends.
+    let open = state.metrics.websocket_opened();
+    let payload = first_message_within(
+        payload,
+        Duration::from_millis(state.limits.ws_init_timeout_ms),
+    )
+    .map(move |item| {
+        let _held = &open;
+        item
+    });
     GraphQLSubscription::new(state.schema.clone())
         .with_data(data)
         .on_connection_init(move |value| async move {
@@ -369,13 +376,7 @@ fn subscribe(
             }
             Ok(data)
         })
-        .start(
-            req,
-            first_message_within(
-                payload,
-                Duration::from_millis(state.limits.ws_init_timeout_ms),
-            ),
-        )
+        .start(req, payload)
         .map_err(|e| GatewayError::BadRequest(format!("WebSocket handshake failed: {e}")))
 }
 
@@ -397,23 +398,6 @@ fn first_message_within(
         };
         item.map(|item| (item, (payload, None)))
     })
-}
-
-async fn graphiql(state: web::Data<AppState>) -> HttpResponse {
-    if !state.graphiql {
-        return HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body("GraphiQL is off (production mode); set `graphiql = true` to serve it\n");
-    }
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql")
-                .title("Tongban GraphiQL")
-                .finish(),
-        )
 }
 
 async fn healthz() -> HttpResponse {
@@ -483,12 +467,65 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/graphql", web::post().to(graphql_post))
         .route("/graphql", web::get().to(graphql_get))
-        .route("/graphiql", web::get().to(graphiql))
-        .route("/healthz", web::get().to(healthz))
+        .route("/healthz", crate::portal::get_or_head().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route(PUBLIC_KEYS_PATH, web::get().to(public_keys))
+        .configure(crate::graphiql::routes)
         .configure(crate::portal::routes);
+}
+
+/// Which route a request is counted under.
+fn route_of(req: &ServiceRequest) -> Route {
+    if req.path() != "/graphql" {
+        return Route::Other;
+    }
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        Route::Subscription
+    } else {
+        Route::Graphql
+    }
+}
+
+/// The application `tongban serve` runs (and in-process tests call): the
+/// routes, each request counted, responses compressed.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let metrics = state.metrics.clone();
+    App::new()
+        .app_data(state)
+        .wrap_fn(move |req, srv| {
+            use actix_web::dev::Service as _;
+            let started = Instant::now();
+            let route = route_of(&req);
+            let metrics = metrics.clone();
+            let answer = srv.call(req);
+            async move {
+                let res = answer.await;
+                let status = match &res {
+                    Ok(res) => res.status().as_u16(),
+                    Err(e) => e.as_response_error().status_code().as_u16(),
+                };
+                metrics.request(route, status, started.elapsed());
+                res
+            }
+        })
+        .wrap(Compress::default())
+        .configure(routes)
 }
 
 /// The state every worker shares, for `node` (also what in-process tests
@@ -522,11 +559,12 @@ pub async fn serve(
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let state = app_state(&node, verifier);
+    node.metrics
+        .watch_runtime(tokio::runtime::Handle::current());
     let app_state = state.clone();
-    let mut server =
-        HttpServer::new(move || App::new().app_data(app_state.clone()).configure(routes))
-            .shutdown_timeout(10)
-            .backlog(2048);
+    let mut server = HttpServer::new(move || app(app_state.clone()))
+        .shutdown_timeout(10)
+        .backlog(2048);
     if let Some(w) = node.config.workers {
         server = server.workers(w.max(1));
     }

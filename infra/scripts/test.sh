@@ -64,4 +64,15 @@ if ! nats_up; then
     nats_up || { echo "nats-server did not start; see $NATS_DIR/nats.log" >&2; exit 1; }
 fi
 
+# graphql-js, the reference implementation, for the introspection test
+# (tests/tests/limits.rs runs tests/introspection/introspect.mjs with Node).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "installing Node.js and npm for the graphql-js introspection test"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/introspection/node_modules/graphql ]; then
+    echo "installing graphql-js (tests/introspection, pinned in its package-lock.json)"
+    npm ci --prefix tests/introspection --no-audit --no-fund --silent
+fi
+
 cargo test --workspace --locked "$@"

@@ -186,3 +186,38 @@ async fn bad_tokens_get_401_with_the_reason() -> anyhow::Result<()> {
     assert_eq!(answer["data"]["whoami"]["role"], "admin");
     Ok(())
 }
+
+/// `tongban token` mints from the data directory's development key: it
+/// neither listens nor opens a store, so it lists and accepts no such
+/// options (an option it ignored would mislead an operator).
+#[test]
+fn the_token_command_refuses_options_it_would_ignore() -> anyhow::Result<()> {
+    let bin = tongban_e2e::binary()?;
+    let help = std::process::Command::new(&bin)
+        .args(["token", "--help"])
+        .output()?;
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--data"), "{help}");
+    for flag in ["--listen", "--store", "--allow-remote-development"] {
+        assert!(!help.contains(flag), "{flag} is listed:\n{help}");
+    }
+    let dir = tempfile::tempdir()?;
+    let out = std::process::Command::new(&bin)
+        .args([
+            "token",
+            "--role",
+            "admin",
+            "--listen",
+            "127.0.0.1:9",
+            "--data",
+        ])
+        .arg(dir.path())
+        .output()?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--listen"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -92,6 +92,38 @@ async fn a_positive_test_turns_the_code_red_in_queries_and_subscriptions() -> an
         legacy.next_data("7").await?["data"]["colourChanged"]["colour"],
         "red"
     );
+
+    // /metrics counts the open connections, their subscriptions, the
+    // colour changes and the operations by name.
+    let (status, metrics) = app.get("/metrics").await?;
+    assert_eq!(status, 200);
+    for line in [
+        "tongban_websocket_connections 2",
+        "tongban_websocket_operations 2",
+        "tongban_graphql_operations_total{type=\"subscription\",field=\"colourChanged\"} 2",
+        "tongban_graphql_operations_total{type=\"mutation\",field=\"recordTestResult\"} 1",
+        "tongban_graphql_operation_errors_total{type=\"mutation\",field=\"recordTestResult\"} 0",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("tongban_colour_changes_total 0"),
+        "{metrics}"
+    );
+    drop(modern);
+    drop(legacy);
+    let mut closed = false;
+    for _ in 0..50 {
+        let (_, metrics) = app.get("/metrics").await?;
+        if metrics.contains("tongban_websocket_connections 0")
+            && metrics.contains("tongban_websocket_operations 0")
+        {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(closed, "closed WebSockets are no longer counted");
     Ok(())
 }
 
@@ -235,6 +267,8 @@ async fn a_checkpoint_scan_is_durable_and_admits_green() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(log["checkpoint"]["scans"][0]["admitted"], true, "{log}");
+    let (_, metrics) = app.get("/metrics").await?;
+    assert!(metrics.contains("tongban_scans_total 1"), "{metrics}");
     Ok(())
 }
 

@@ -140,3 +140,60 @@ async fn websocket_operations_take_the_rate_limit_are_capped_and_a_silent_socket
     );
     Ok(())
 }
+
+/// graphql-js, the reference implementation: its `getIntrospectionQuery()`
+/// (what GraphiQL, Apollo tooling, codegen and Altair send), default and
+/// with every option on, answered within the limits, and a client schema
+/// built from the answer (`tests/introspection/introspect.mjs`). Node.js
+/// and the pinned `graphql` package are required: the README's test command
+/// installs the package; a missing Node fails this test.
+#[actix_web::test]
+async fn graphql_js_builds_a_client_schema_from_the_standard_introspection_query(
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let dir = tongban_e2e::workspace().join("tests").join("introspection");
+    anyhow::ensure!(
+        dir.join("node_modules").join("graphql").exists(),
+        "graphql-js is not installed: run `npm ci --prefix tests/introspection` (infra/scripts/test.sh does)"
+    );
+    let app = spawn_app()?;
+    let out = std::process::Command::new("node")
+        .arg("introspect.mjs")
+        .arg(format!("http://{}/graphql", app.addr))
+        .current_dir(&dir)
+        .output()
+        .context("failed to run `node` (Node.js 18 or later is needed for this test)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "graphql-js failed: {stderr}\n{stdout}"
+    );
+    let shapes: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(shapes.len(), 2, "{stdout}");
+    for shape in &shapes {
+        assert_eq!(shape["query"], "Query", "{shape}");
+        assert_eq!(shape["mutation"], "Mutation", "{shape}");
+        assert_eq!(shape["subscription"], "Subscription", "{shape}");
+        assert!(shape["types"].as_u64().unwrap_or(0) > 20, "{shape}");
+    }
+    // Abusive queries are still refused.
+    let admin = app.token("admin", "admin-1", None)?;
+    let deep = format!("{{ {} x {} }}", "a {".repeat(12), "}".repeat(12));
+    let body = app.gql(&admin, &deep, json!({})).await?;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP");
+    let deep_introspection = format!(
+        "{{ __schema {{ types {{ {} name {} }} }} }}",
+        "ofType {".repeat(30),
+        "}".repeat(30)
+    );
+    let body = app.gql(&admin, &deep_introspection, json!({})).await?;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "QUERY_TOO_DEEP",
+        "{body}"
+    );
+    Ok(())
+}

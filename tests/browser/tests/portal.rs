@@ -667,3 +667,37 @@ async fn a_bulk_override_waits_for_a_second_official_who_approves_it_in_the_port
     first.finish().await?;
     second.finish().await
 }
+
+/// GraphiQL comes from the binary: on a machine without internet it loads,
+/// fetches the schema and runs a query, with no console error (a script
+/// refused by the page's Content-Security-Policy would be one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_loads_from_the_binary_and_runs_a_query() -> anyhow::Result<()> {
+    let app = spawn_app()?;
+    let base = app.url("");
+    let mut driver = Driver::start()?;
+    let browser = driver.browser("graphiql", 1280, 900).await?;
+    browser
+        .goto(&format!(
+            "{base}/graphiql?query=%7B%20demoRoles%20%7B%20role%20%7D%20%7D"
+        ))
+        .await?;
+    browser.wait_for(".graphiql-execute-button", 60).await?;
+    browser.click(".graphiql-execute-button").await?;
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = browser.text(".result-window").await.unwrap_or_default();
+        if answer.contains("demoRoles") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        answer.contains("\"data\"")
+            && answer.contains("\"demoRoles\"")
+            && !answer.contains("errors"),
+        "the result pane says: {answer}"
+    );
+    browser.screenshot("graphiql").await?;
+    browser.finish().await
+}
