@@ -1322,3 +1322,190 @@ async fn metrics_count_every_route_and_name_operations_process_runtime_and_build
     assert!(value("process_open_fds ") > 2.0);
     Ok(())
 }
+
+#[actix_web::test]
+async fn reads_are_recorded_once_per_request_and_auditors_reads_of_forms_too() -> anyhow::Result<()>
+{
+    let gw = gateway().await?;
+    let person = uuid::Uuid::now_v7().to_string();
+    let citizen = gw.token("citizen", &person, None);
+    let (_, body) = gw
+        .post(
+            Some(&citizen),
+            r#"mutation { registerPerson(input: {homeRegion: "11", residence: "110106018002", idKind: "passport", idNumber: "E7654399", name: "李明", phone: "13900000000"}) { position } }"#,
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = gw
+        .post(
+            Some(&citizen),
+            r#"mutation { correctInformation(region: "11", reason: "my test was negative") { position } }"#,
+        )
+        .await;
+    let position = body["data"]["correctInformation"]["position"]
+        .as_u64()
+        .unwrap_or(0);
+
+    // 40 aliases of the appeals queue name the person 40 times: one read.
+    let official = gw.token("health_official", "o-bj", Some("11"));
+    let aliases: String = (0..40)
+        .map(|i| {
+            format!(
+                r#"a{i}: appeals(region: "11", minPosition: {position}) {{ appealId personId }} "#
+            )
+        })
+        .collect();
+    let (_, body) = gw.post(Some(&official), &format!("{{ {aliases} }}")).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(
+        body["data"]["a39"][0]["personId"],
+        person.as_str(),
+        "{body}"
+    );
+    let auditor = gw.token("auditor", "auditor-1", None);
+    let log = |p: u64| {
+        format!(
+            r#"{{ person(id: "{person}", purpose: "audit", minPosition: {p}) {{ accessLog {{ role purpose }} }} }}"#
+        )
+    };
+    let mut reads = Vec::new();
+    for _ in 0..50 {
+        let (_, body) = gw.post(Some(&auditor), &log(position)).await;
+        reads = body["data"]["person"]["accessLog"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["purpose"] == "appeals queue")
+            .collect();
+        if !reads.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(reads.len(), 1, "one access event for 40 aliases: {reads:?}");
+
+    // A checkpoint asking for an id learns nothing about whether it exists.
+    let checkpoint = gw.token("checkpoint", &uuid::Uuid::now_v7().to_string(), None);
+    for id in [person.clone(), uuid::Uuid::now_v7().to_string()] {
+        let (_, body) = gw
+            .post(
+                Some(&checkpoint),
+                &format!(r#"{{ person(id: "{id}", purpose: "x") {{ id }} }}"#),
+            )
+            .await;
+        assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    }
+
+    // An auditor opening an application (a form with a bank account) is
+    // recorded where the applicant sees it.
+    let admin = gw.token("admin", "admin-1", None);
+    let elderly = json!({
+        "code": "elderly-care-subsidy", "name": "Elderly-care subsidy", "department": "civil-affairs",
+        "eligibleRegions": ["11"], "processingDays": 20, "formSchema": {"type": "object"}
+    });
+    let (_, body) = gw
+        .post_vars(
+            Some(&admin),
+            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
+            json!({"service": elderly}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let (_, body) = gw
+        .post(
+            Some(&citizen),
+            r#"mutation { submitApplication(service: "elderly-care-subsidy", region: "110106", form: {age: 70, bankAccount: "6222020200112233445"}) { id position } }"#,
+        )
+        .await;
+    let case = body["data"]["submitApplication"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let at = body["data"]["submitApplication"]["position"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(!case.is_empty(), "{body}");
+    let (_, body) = gw
+        .post(
+            Some(&auditor),
+            &format!(r#"{{ application(id: "{case}", minPosition: {at}) {{ id }} }}"#),
+        )
+        .await;
+    assert_eq!(
+        code(&body),
+        "INVALID_INPUT",
+        "an auditor must say why: {body}"
+    );
+    let (_, body) = gw
+        .post(
+            Some(&auditor),
+            &format!(r#"{{ application(id: "{case}", purpose: "annual audit", minPosition: {at}) {{ id }} }}"#),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let mut seen = json!(null);
+    for _ in 0..50 {
+        let (_, body) = gw
+            .post(
+                Some(&citizen),
+                &format!(
+                    r#"{{ application(id: "{case}") {{ accessLog {{ purpose department }} }} }}"#
+                ),
+            )
+            .await;
+        seen = body["data"]["application"]["accessLog"].clone();
+        if seen.to_string().contains("annual audit") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen.to_string().contains("annual audit"), "{seen}");
+    Ok(())
+}
+
+#[actix_web::test]
+async fn an_official_limited_to_a_district_follows_changes_of_that_district_only(
+) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
+    let gw = gateway().await?;
+    for (residence, number) in [("110106018002", "E5550001"), ("110101001001", "E5550002")] {
+        let person = uuid::Uuid::now_v7().to_string();
+        let (_, body) = gw
+            .post(
+                Some(&gw.token("citizen", &person, None)),
+                &format!(r#"mutation {{ registerPerson(input: {{homeRegion: "11", residence: "{residence}", idKind: "passport", idNumber: "{number}", name: "李明", phone: "13900000000"}}) {{ position }} }}"#),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let dongcheng_only = tongban_kernel::Actor {
+        id: tongban_kernel::ActorId::from_u128(0xD0),
+        role: tongban_kernel::Role::HealthOfficial {
+            region: tongban_kernel::DivisionCode::parse("11")?,
+            sub_regions: vec![tongban_kernel::DivisionCode::parse("110101")?],
+        },
+    };
+    let mut stream = gw.state.schema.execute_stream(
+        async_graphql::Request::new(r#"subscription { changes(after: "0.0") { region kind } }"#)
+            .data(dongcheng_only),
+    );
+    let mut regions = Vec::new();
+    while let Ok(Some(response)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), stream.next()).await
+    {
+        let value = serde_json::to_value(&response.data)?;
+        regions.push(
+            value["changes"]["region"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert!(!regions.is_empty(), "the Dongcheng records arrive");
+    assert!(
+        regions.iter().all(|r| r.starts_with("110101")),
+        "only Dongcheng's records: {regions:?}"
+    );
+    Ok(())
+}
