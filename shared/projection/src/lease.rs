@@ -244,6 +244,10 @@ impl<P: Projection> Leased<P> {
     }
 }
 
+/// Longest an apply waits for the lease before the batch is handed back as
+/// unavailable (and retried after the runner's pause).
+const STANDBY_WAIT: Duration = Duration::from_secs(1);
+
 /// Looks at the lease every `renew_every` while the lease object lives.
 async fn keep_looking(lease: Weak<Lease>, held: watch::Sender<Option<Instant>>) {
     loop {
@@ -304,13 +308,16 @@ impl<P: Projection> Projection for Leased<P> {
         }
         self.start_task();
         let mut held = self.held.subscribe();
-        let ttl = self.lease.config.ttl;
+        // Wait briefly, not a whole lease period: the runner's pause between
+        // retries listens for shutdown, an apply does not, so a standby
+        // that waited here for 15 s would hold up a SIGTERM as long.
+        let wait = self.lease.config.ttl.min(STANDBY_WAIT);
         let mine = async {
             held.wait_for(|until| until.is_some_and(|u| u > Instant::now()))
                 .await
                 .map(|_| ())
         };
-        let outcome = tokio::time::timeout(ttl, mine).await;
+        let outcome = tokio::time::timeout(wait, mine).await;
         if !matches!(outcome, Ok(Ok(_))) {
             return Err(ApplyError::Storage(ProjectionError::Store(
                 StoreError::Unavailable {
