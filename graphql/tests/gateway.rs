@@ -560,6 +560,30 @@ fn mutation_rows() -> Vec<(&'static str, &'static str, [Expect; 12])> {
     ]
 }
 
+/// Publishes a catalogue service of `civil-affairs` in Beijing with a form
+/// that takes any object; answers the service's input.
+async fn publish_service(
+    gw: &Gateway,
+    token: &str,
+    code: &str,
+    name: &str,
+) -> anyhow::Result<Value> {
+    let service = json!({
+        "code": code, "name": name, "department": "civil-affairs",
+        "eligibleRegions": ["11"], "processingDays": 20,
+        "formSchema": {"type": "object"}
+    });
+    let (_, body) = gw
+        .post_vars(
+            Some(token),
+            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
+            json!({"service": service}),
+        )
+        .await;
+    anyhow::ensure!(body["errors"].is_null(), "publishing {code} failed: {body}");
+    Ok(service)
+}
+
 fn in_a_week() -> String {
     (time::OffsetDateTime::now_utc() + time::Duration::days(7))
         .format(&time::format_description::well_known::Rfc3339)
@@ -628,32 +652,8 @@ async fn every_mutation_of_the_schema_is_allowed_exactly_to_the_roles_that_may_m
     let override_id = data(&body)?["requestOverride"]["id"].clone();
     let policy = serde_json::to_value(tongban_health_code::policy::baseline_document())?;
     let department = gw.named_token("department", "dept-1", Some("11"), Some("civil-affairs"));
-    let service = json!({
-        "code": "matrix-service", "name": "Matrix service", "department": "civil-affairs",
-        "eligibleRegions": ["11"], "processingDays": 5,
-        "formSchema": {"type": "object"}
-    });
-    let (_, body) = gw
-        .post_vars(
-            Some(&department),
-            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
-            json!({"service": service}),
-        )
-        .await;
-    data(&body)?;
-    let elderly = json!({
-        "code": "elderly-care-subsidy", "name": "Elderly-care subsidy", "department": "civil-affairs",
-        "eligibleRegions": ["11"], "processingDays": 20,
-        "formSchema": {"type": "object"}
-    });
-    let (_, body) = gw
-        .post_vars(
-            Some(&admin),
-            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
-            json!({"service": elderly}),
-        )
-        .await;
-    data(&body)?;
+    let service = publish_service(&gw, &department, "matrix-service", "Matrix service").await?;
+    publish_service(&gw, &admin, "elderly-care-subsidy", "Elderly-care subsidy").await?;
 
     let tokens = [
         self_token.clone(),
@@ -1400,18 +1400,7 @@ async fn reads_are_recorded_once_per_request_and_auditors_reads_of_forms_too() -
     // An auditor opening an application (a form with a bank account) is
     // recorded where the applicant sees it.
     let admin = gw.token("admin", "admin-1", None);
-    let elderly = json!({
-        "code": "elderly-care-subsidy", "name": "Elderly-care subsidy", "department": "civil-affairs",
-        "eligibleRegions": ["11"], "processingDays": 20, "formSchema": {"type": "object"}
-    });
-    let (_, body) = gw
-        .post_vars(
-            Some(&admin),
-            r#"mutation($service: ServiceInput!) { publishService(service: $service) { position } }"#,
-            json!({"service": elderly}),
-        )
-        .await;
-    assert!(body["errors"].is_null(), "{body}");
+    publish_service(&gw, &admin, "elderly-care-subsidy", "Elderly-care subsidy").await?;
     let (_, body) = gw
         .post(
             Some(&citizen),

@@ -22,26 +22,7 @@ impl Drop for Kill {
 #[actix_web::test]
 async fn two_gateway_replicas_on_one_log_see_each_others_writes() -> anyhow::Result<()> {
     let log_dir = tempfile::tempdir()?;
-    let mut log = Command::new(binary()?)
-        .args(["esdb-serve", "--esdb-listen", "127.0.0.1:0", "--data"])
-        .arg(log_dir.path())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = log
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let log = Kill(log);
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("esdb-serve printed nothing"))??;
-    let url = first
-        .strip_prefix("EventStoreDB endpoint listening on ")
-        .ok_or_else(|| anyhow::anyhow!("unexpected line {first}"))?
-        .trim()
-        .to_string();
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let (log, url) = start_log(log_dir.path())?;
 
     let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let one = spawn_on(d1.path(), &[("TONGBAN_STORE", &url)])?;
